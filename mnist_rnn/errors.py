@@ -1,0 +1,37 @@
+"""Domain errors. Each carries a message a user can act on; only cli.py turns them into exit codes."""
+
+
+class MnistRnnError(Exception):
+    """Base class. `exit_code` follows the README: 1 runtime failure, 2 bad usage or input."""
+
+    exit_code = 1
+
+
+class ConfigError(MnistRnnError):
+    """The configuration (file, --set override or a combination of keys) is invalid."""
+
+    exit_code = 2
+
+
+class DataError(MnistRnnError):
+    """MNIST could not be read: a missing, truncated or corrupt file, or an unavailable source."""
+
+    exit_code = 2
+
+
+class RunError(MnistRnnError):
+    """A run directory is unusable: not empty when it must be, missing a checkpoint, not a run."""
+
+    exit_code = 2
+
+
+class DeviceError(MnistRnnError):
+    """The requested device is not available (e.g. `train.device: gpu` on a machine without one)."""
+
+    exit_code = 2
+
+
+class TrainingError(MnistRnnError):
+    """Training failed at run time (e.g. the loss became NaN); the last good checkpoint is kept."""
+
+    exit_code = 1
