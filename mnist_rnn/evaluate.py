@@ -1,0 +1,88 @@
+"""Scoring: loss, accuracy, per-class accuracy and the confusion matrix of a model on one split.
+
+Training's final test figures and `mnist-rnn eval` both go through `score`, on the checkpoint as saved
+on disk, so metrics.json and eval.json agree for the same checkpoint.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from mnist_rnn import runs
+from mnist_rnn.data import NUM_CLASSES, Split, load_dataset
+from mnist_rnn.errors import RunError
+
+if TYPE_CHECKING:
+    import keras
+
+# Keras clips probabilities to [eps, 1 - eps] in its cross-entropy; do the same so losses compare.
+_EPSILON = 1e-7
+
+
+@dataclass(frozen=True)
+class Scores:
+    loss: float
+    accuracy: float
+    per_class_accuracy: list[float]
+    confusion_matrix: list[list[int]]  # rows: true class, columns: predicted class
+    samples: int
+
+
+def scores_from_probabilities(probs: np.ndarray, labels: np.ndarray) -> Scores:
+    """probs (N, 10), labels (N,) -> Scores."""
+    labels = labels.astype(np.int64)
+    picked = np.clip(probs[np.arange(len(labels)), labels].astype(np.float64), _EPSILON, 1 - _EPSILON)
+    predicted = probs.argmax(axis=1)
+    confusion = np.zeros((NUM_CLASSES, NUM_CLASSES), dtype=np.int64)
+    np.add.at(confusion, (labels, predicted), 1)
+    per_class_total = confusion.sum(axis=1)
+    per_class = np.divide(
+        np.diag(confusion), per_class_total, out=np.zeros(NUM_CLASSES), where=per_class_total > 0
+    )
+    return Scores(
+        loss=float(-np.log(picked).mean()),
+        accuracy=float((predicted == labels).mean()),
+        per_class_accuracy=[float(v) for v in per_class],
+        confusion_matrix=confusion.tolist(),
+        samples=int(len(labels)),
+    )
+
+
+def predict(model: keras.Model, x: np.ndarray, batch_size: int) -> np.ndarray:
+    """Class probabilities (N, 10) in inference mode (dropout off)."""
+    return np.asarray(model.predict(x, batch_size=batch_size, verbose=0))
+
+
+def score(model: keras.Model, split: Split, batch_size: int) -> Scores:
+    return scores_from_probabilities(predict(model, split.x, batch_size), split.y)
+
+
+def evaluate_run(run_dir: Path, checkpoint: str = "best", split: str = "test") -> dict[str, Any]:
+    """Score a run's checkpoint on its test or validation split and write `eval.json`."""
+    cfg = runs.read_run_config(run_dir)
+    if split not in ("test", "val"):
+        raise RunError(f"unknown split {split!r}; use test or val")
+    if split == "val" and cfg.data.validation == 0:
+        raise RunError(
+            f"{run_dir}: this run held out no validation images (data.validation: 0); use --split test"
+        )
+    path = runs.find_checkpoint(run_dir, checkpoint)  # fail before loading data if it is missing
+    dataset = load_dataset(cfg.data, cfg.seed)
+    model, state = runs.load_checkpoint(run_dir, checkpoint)
+    target = dataset.test if split == "test" else dataset.val
+    assert target is not None
+    result = asdict(score(model, target, cfg.train.eval_batch_size))
+    report = {
+        "checkpoint": checkpoint,
+        "checkpoint_path": str(path),
+        "checkpoint_epoch": state.get("epoch"),
+        "split": split,
+        "data": dataset.description,
+        **result,
+    }
+    runs.write_metrics(run_dir, report, runs.EVAL)
+    return report

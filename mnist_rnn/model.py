@@ -1,0 +1,76 @@
+"""One builder that maps the `model` section to a Keras model (keras-io's `make_model` pattern).
+
+    input (batch, steps, features)
+      -> [Dense(projection, tanh) per step]           model.projection
+      -> RNN(units[0]) -> Dropout -> ... -> RNN(units[-1])   stacked; all but the last return sequences
+      -> last step | mean over steps                  model.head
+      -> Dropout -> Dense(10, softmax)
+
+`model.dropout` is applied *between* layers (as PyTorch's `nn.LSTM(dropout=...)` does), not through the
+RNN's own `dropout` argument, and the recurrent layers keep Keras's defaults (tanh/sigmoid, bias, no
+unroll) so that on a GPU Keras picks the cuDNN kernel. Only `model.recurrent_dropout` > 0 or the
+`simple_rnn` cell rule cuDNN out; `cudnn_blockers` names them so training can say so.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from mnist_rnn.config import Cell, Head, ModelConfig
+
+if TYPE_CHECKING:
+    import keras
+
+NUM_CLASSES = 10
+
+
+def cudnn_blockers(cfg: ModelConfig) -> list[str]:
+    """The config choices that stop Keras from using the cuDNN kernel on a GPU."""
+    reasons = []
+    if cfg.cell is Cell.simple_rnn:
+        reasons.append("model.cell: simple_rnn has no cuDNN kernel")
+    if cfg.recurrent_dropout > 0:
+        reasons.append(f"model.recurrent_dropout={cfg.recurrent_dropout} (cuDNN needs 0)")
+    return reasons
+
+
+def _recurrent_layer(cfg: ModelConfig, units: int, return_sequences: bool, name: str) -> keras.layers.Layer:
+    import keras
+
+    layer_type = {
+        Cell.lstm: keras.layers.LSTM,
+        Cell.gru: keras.layers.GRU,
+        Cell.simple_rnn: keras.layers.SimpleRNN,
+    }
+    layer = layer_type[cfg.cell](
+        units,
+        return_sequences=return_sequences,
+        recurrent_dropout=cfg.recurrent_dropout,
+        name=name,
+    )
+    if cfg.bidirectional:
+        return keras.layers.Bidirectional(layer, name=f"bi_{name}")
+    return layer
+
+
+def build_model(cfg: ModelConfig, input_shape: tuple[int, int], batch_size: int | None = None) -> keras.Model:
+    """Build (not compile) the classifier for sequences of shape `input_shape` = (steps, features)."""
+    import keras
+
+    inputs = keras.Input(shape=input_shape, batch_size=batch_size, name="sequence")
+    x = inputs
+    if cfg.projection:
+        x = keras.layers.Dense(cfg.projection, activation="tanh", name="projection")(x)  # per step
+    for i, units in enumerate(cfg.units):
+        is_last = i == len(cfg.units) - 1
+        # The head needs every step only for `mean`; otherwise the last layer returns its last step.
+        return_sequences = not is_last or cfg.head is Head.mean
+        x = _recurrent_layer(cfg, units, return_sequences, name=f"{cfg.cell}_{i}")(x)
+        if cfg.dropout and not is_last:
+            x = keras.layers.Dropout(cfg.dropout, name=f"dropout_{i}")(x)
+    if cfg.head is Head.mean:
+        x = keras.layers.GlobalAveragePooling1D(name="mean_over_time")(x)  # (batch, steps, u) -> (batch, u)
+    if cfg.dropout:
+        x = keras.layers.Dropout(cfg.dropout, name="dropout_head")(x)
+    outputs = keras.layers.Dense(NUM_CLASSES, activation="softmax", name="probabilities")(x)
+    return keras.Model(inputs, outputs, name=f"{cfg.cell}_{'x'.join(map(str, cfg.units))}")

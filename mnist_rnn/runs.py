@@ -1,0 +1,212 @@
+"""Every path under a run directory, and the only code that writes there.
+
+    runs/<YYYYmmdd-HHMMSS>-<name>/
+      config.yaml        resolved config (rerun with `mnist-rnn train --config runs/.../config.yaml`)
+      command.txt        command line, versions, device
+      checkpoints/last/  model.keras (weights + optimizer) and state.json, after every epoch
+      checkpoints/best/  the same, for the best validation accuracy
+      history.csv        one row per epoch
+      metrics.json       final figures; eval.json from `mnist-rnn eval`
+      tensorboard/       event files
+
+Files are written atomically (temporary sibling, fsync, rename), and a checkpoint directory is swapped
+in only once complete, so an interruption never leaves a half-written file in place of a good one.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import shlex
+import shutil
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mnist_rnn.config import Config, load_config
+from mnist_rnn.errors import RunError
+
+if TYPE_CHECKING:
+    import keras
+
+CONFIG = "config.yaml"
+COMMAND = "command.txt"
+HISTORY = "history.csv"
+METRICS = "metrics.json"
+EVAL = "eval.json"
+TENSORBOARD = "tensorboard"
+CHECKPOINTS = "checkpoints"
+MODEL_FILE = "model.keras"
+STATE_FILE = "state.json"
+CHECKPOINT_NAMES = ("best", "last")
+HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds")
+
+
+# -------------------------------------------------------------------------------- atomic writes
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # e.g. platforms without directory fds
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+# ------------------------------------------------------------------------------- run directories
+
+
+def plan_run_dir(root: Path, name: str, run_dir: Path | None, now: datetime | None = None) -> Path:
+    """Choose the run directory without creating it; refuse one that would clobber another run."""
+    if run_dir is not None:
+        if run_dir.exists() and not run_dir.is_dir():
+            raise RunError(f"{run_dir}: exists and is not a directory; pass a directory to --run-dir")
+        if run_dir.is_dir() and any(run_dir.iterdir()):
+            raise RunError(f"{run_dir}: run directory is not empty; pass a new or empty --run-dir")
+        return run_dir
+    if root.exists() and not root.is_dir():
+        raise RunError(f"{root}: run.root exists and is not a directory; set run.root to a directory")
+    stamp = (now or datetime.now()).strftime("%Y%m%d-%H%M%S")
+    candidate = root / f"{stamp}-{name}"
+    suffix = 2
+    while candidate.exists():  # two runs started in the same second
+        candidate = root / f"{stamp}-{name}-{suffix}"
+        suffix += 1
+    return candidate
+
+
+def create_run_dir(path: Path) -> Path:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        (path / CHECKPOINTS).mkdir(exist_ok=True)
+    except OSError as exc:
+        raise RunError(f"{path}: cannot create the run directory ({exc.strerror}); choose another") from None
+    return path
+
+
+def write_config(run_dir: Path, cfg: Config) -> None:
+    from mnist_rnn.config import dump_config
+
+    atomic_write_text(run_dir / CONFIG, dump_config(cfg))
+
+
+def write_command(run_dir: Path, argv: Sequence[str], facts: dict[str, str]) -> None:
+    lines = ["command: " + shlex.join(argv), *(f"{key}: {value}" for key, value in facts.items())]
+    atomic_write_text(run_dir / COMMAND, "\n".join(lines) + "\n")
+
+
+def write_history(run_dir: Path, rows: Iterable[dict[str, Any]]) -> None:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=HISTORY_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: ("" if row.get(k) is None else row[k]) for k in HISTORY_COLUMNS})
+    atomic_write_text(run_dir / HISTORY, buf.getvalue())
+
+
+def read_history(run_dir: Path) -> list[dict[str, str]]:
+    with open(run_dir / HISTORY, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def write_metrics(run_dir: Path, metrics: dict[str, Any], name: str = METRICS) -> None:
+    atomic_write_json(run_dir / name, metrics)
+
+
+# ----------------------------------------------------------------------------------- checkpoints
+
+
+def checkpoint_dir(run_dir: Path, which: str) -> Path:
+    return run_dir / CHECKPOINTS / which
+
+
+def save_checkpoint(run_dir: Path, which: str, model: keras.Model, state: dict[str, Any]) -> Path:
+    """Write model (weights + optimizer) and state into a fresh folder, then swap it in for `which`."""
+    final = checkpoint_dir(run_dir, which)
+    tmp = final.with_name(f".{which}.tmp-{os.getpid()}")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    model.save(tmp / MODEL_FILE)
+    with open(tmp / MODEL_FILE, "rb") as f:
+        os.fsync(f.fileno())
+    atomic_write_json(tmp / STATE_FILE, state)
+    _fsync_dir(tmp)
+    # Swap: the old checkpoint stays on disk as `<which>.prev` until the new one is in place, so a crash
+    # at any moment leaves at least one complete checkpoint (load_checkpoint falls back to `.prev`).
+    previous = final.with_name(f"{which}.prev")
+    if previous.exists():
+        shutil.rmtree(previous)
+    if final.exists():
+        os.replace(final, previous)
+    os.replace(tmp, final)
+    _fsync_dir(final.parent)
+    if previous.exists():
+        shutil.rmtree(previous)
+    return final
+
+
+def find_checkpoint(run_dir: Path, which: str) -> Path:
+    if which not in CHECKPOINT_NAMES:
+        raise RunError(f"unknown checkpoint {which!r}; use one of: {', '.join(CHECKPOINT_NAMES)}")
+    for candidate in (checkpoint_dir(run_dir, which), checkpoint_dir(run_dir, f"{which}.prev")):
+        if (candidate / MODEL_FILE).is_file():
+            return candidate
+    raise RunError(
+        f"{run_dir}: no '{which}' checkpoint (expected {checkpoint_dir(run_dir, which) / MODEL_FILE}); "
+        "has this run finished an epoch?"
+    )
+
+
+def load_checkpoint(run_dir: Path, which: str) -> tuple[keras.Model, dict[str, Any]]:
+    import keras
+
+    path = find_checkpoint(run_dir, which)
+    try:
+        model = keras.saving.load_model(path / MODEL_FILE)
+        state = json.loads((path / STATE_FILE).read_text()) if (path / STATE_FILE).exists() else {}
+    except Exception as exc:  # zip, h5 and json errors all mean the same thing here
+        raise RunError(f"{path}: checkpoint cannot be loaded ({type(exc).__name__}: {exc})") from None
+    return model, state
+
+
+# ----------------------------------------------------------------------------------- reading runs
+
+
+def resolve_run_dir(path: Path) -> tuple[Path, str | None]:
+    """Accept a run directory or one of its checkpoint folders; return (run_dir, checkpoint or None)."""
+    if not path.exists():
+        raise RunError(f"{path}: no such run directory")
+    if (path / MODEL_FILE).is_file() and path.parent.name == CHECKPOINTS:
+        return path.parent.parent, path.name
+    if not (path / CONFIG).is_file():
+        raise RunError(f"{path}: not a run directory (no {CONFIG}); pass a folder made by `mnist-rnn train`")
+    return path, None
+
+
+def read_run_config(run_dir: Path) -> Config:
+    return load_config(run_dir / CONFIG)

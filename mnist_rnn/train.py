@@ -1,0 +1,316 @@
+"""Training and nothing else: seed, build, fit epoch by epoch, checkpoint, log, score the best checkpoint.
+
+The loop calls `model.fit` for one epoch at a time on an order derived from (seed, epoch), so the data
+order of any epoch can be recomputed without replaying the ones before it (what resuming needs), and
+keeps validation, the learning-rate schedule, checkpoints and early stopping in plain Python.
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from mnist_rnn import __version__, runs
+from mnist_rnn.config import Config, Device, LrSchedule, TrainConfig
+from mnist_rnn.data import Dataset
+from mnist_rnn.errors import DeviceError, TrainingError
+from mnist_rnn.evaluate import score
+from mnist_rnn.model import build_model, cudnn_blockers
+
+if TYPE_CHECKING:
+    import keras
+
+
+def select_device(device: Device) -> str:
+    """Return the TensorFlow device string for `train.device`; must run before any TensorFlow op."""
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if device is Device.gpu and not gpus:
+        raise DeviceError(
+            "train.device is gpu but TensorFlow sees no GPU on this machine; "
+            "set train.device: auto (or cpu), or install a CUDA-enabled TensorFlow "
+            "(pip install 'tensorflow[and-cuda]')"
+        )
+    if device is Device.cpu and gpus:
+        tf.config.set_visible_devices([], "GPU")  # hide them so no op lands there
+        return "/CPU:0"
+    return "/GPU:0" if gpus and device is not Device.cpu else "/CPU:0"
+
+
+def describe_device(device: str) -> str:
+    import tensorflow as tf
+
+    if device.startswith("/GPU"):
+        gpu = tf.config.list_physical_devices("GPU")[0]
+        details = tf.config.experimental.get_device_details(gpu)
+        return f"{device} ({details.get('device_name', gpu.name)})"
+    return f"{device} ({platform.processor() or platform.machine()}, TensorFlow CPU)"
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    """Seed Python, NumPy and TensorFlow once, at the start of a command."""
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(seed)
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
+
+
+def learning_rate(cfg: TrainConfig, epoch: int) -> float:
+    """Learning rate for 0-based `epoch`: a pure function, so a resumed run gets the same schedule."""
+    if cfg.lr_schedule is LrSchedule.cosine:
+        return cfg.learning_rate * 0.5 * (1.0 + math.cos(math.pi * epoch / cfg.epochs))
+    if cfg.lr_schedule is LrSchedule.step:
+        return cfg.learning_rate * cfg.lr_step_factor ** (epoch // cfg.lr_step_every)
+    return cfg.learning_rate
+
+
+def epoch_order(seed: int, epoch: int, n: int, shuffle: bool) -> np.ndarray:
+    """The order of the training samples in `epoch`, derived from (seed, epoch) alone."""
+    if not shuffle:
+        return np.arange(n)
+    return np.random.default_rng([seed, epoch]).permutation(n)
+
+
+def compile_model(model: keras.Model, cfg: TrainConfig) -> None:
+    import keras
+
+    optimizer = keras.optimizers.Adam(learning_rate=cfg.learning_rate, clipnorm=cfg.clipnorm)
+    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+
+
+def environment_facts(device: str) -> dict[str, str]:
+    import keras
+    import tensorflow as tf
+
+    return {
+        "mnist-rnn": __version__,
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "numpy": np.__version__,
+        "platform": platform.platform(),
+        "device": describe_device(device),
+    }
+
+
+class _BatchWatch:
+    """Keras callback (built lazily so Keras is imported only here): feeds the Rich progress bar and stops
+    training at the first batch whose loss is not finite, remembering which batch that was."""
+
+    @staticmethod
+    def make(progress: Progress, task: Any) -> keras.callbacks.Callback:
+        import keras
+
+        class Callback(keras.callbacks.Callback):
+            bad_batch: int | None = None
+
+            def on_train_batch_end(self, batch: int, logs: dict[str, float] | None = None) -> None:
+                logs = logs or {}
+                loss = float(logs.get("loss", float("nan")))
+                if not math.isfinite(loss):
+                    self.bad_batch = batch + 1
+                    self.model.stop_training = True
+                progress.update(
+                    task, completed=batch + 1, loss=loss, acc=float(logs.get("accuracy", float("nan")))
+                )
+
+        return Callback()
+
+
+class _TensorBoard:
+    def __init__(self, run_dir: Path, enabled: bool) -> None:
+        self.writers: dict[str, Any] = {}
+        if enabled:
+            import tensorflow as tf
+
+            base = run_dir / runs.TENSORBOARD
+            self.writers = {
+                name: tf.summary.create_file_writer(str(base / name)) for name in ("train", "validation")
+            }
+
+    def log(self, epoch: int, row: dict[str, Any]) -> None:
+        if not self.writers:
+            return
+        import tensorflow as tf
+
+        pairs = {
+            "train": {"loss": row["loss"], "accuracy": row["accuracy"], "learning_rate": row["lr"]},
+            "validation": {"loss": row["val_loss"], "accuracy": row["val_accuracy"]},
+        }
+        for name, scalars in pairs.items():
+            with self.writers[name].as_default(step=epoch):
+                for key, value in scalars.items():
+                    if value is not None:
+                        tf.summary.scalar(key, value)
+            self.writers[name].flush()
+
+
+def _fmt(value: float | None, spec: str = ".4f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def train(
+    cfg: Config,
+    dataset: Dataset,
+    run_dir: Path,
+    device: str,
+    console: Console,
+    argv: Sequence[str] = (),
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Train `cfg` on `dataset`, writing everything into `run_dir` (already created). Returns metrics."""
+    import tensorflow as tf
+
+    seed_everything(cfg.seed, cfg.train.deterministic)
+    runs.write_config(run_dir, cfg)
+    runs.write_command(run_dir, argv or ["mnist-rnn", *sys.argv[1:]], environment_facts(device))
+    console.print(f"data: {dataset.description}", highlight=False)
+    console.print(f"device: {describe_device(device)}", highlight=False)
+    if device.startswith("/GPU"):
+        for reason in cudnn_blockers(cfg.model):
+            console.print(f"note: {reason}: Keras will not use the cuDNN kernel", highlight=False)
+
+    tcfg = cfg.train
+    with tf.device(device):
+        model = build_model(cfg.model, dataset.input_shape)
+        compile_model(model, tcfg)
+    console.print(f"model: {model.name}, {model.count_params():,} parameters", highlight=False)
+
+    train_x, train_y = dataset.train.x, dataset.train.y
+    steps_per_epoch = math.ceil(len(train_y) / tcfg.batch_size)
+    tensorboard = _TensorBoard(run_dir, cfg.run.tensorboard)
+    history: list[dict[str, Any]] = []
+    best_acc, best_epoch, stale = -1.0, 0, 0
+    fit_seconds = 0.0
+    stopped_early = False
+
+    progress = Progress(
+        TextColumn("epoch {task.fields[epoch]}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]:.4f} acc {task.fields[acc]:.4f}"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+    )
+    with progress:
+        for epoch in range(tcfg.epochs):
+            lr = learning_rate(tcfg, epoch)
+            model.optimizer.learning_rate.assign(lr)
+            order = epoch_order(cfg.seed, epoch, len(train_y), tcfg.shuffle)
+            task = progress.add_task(
+                "", total=steps_per_epoch, epoch=f"{epoch + 1}/{tcfg.epochs}", loss=0.0, acc=0.0
+            )
+            start = time.perf_counter()
+            # A plain slices->batch pipeline in the epoch's order (Keras's numpy adapter adds a map stage).
+            batches = tf.data.Dataset.from_tensor_slices((train_x[order], train_y[order])).batch(
+                tcfg.batch_size
+            )
+            watch = _BatchWatch.make(progress, task)
+            with tf.device(device):
+                logs = model.fit(
+                    batches.prefetch(2),
+                    epochs=1,
+                    shuffle=False,  # already in the epoch's order
+                    verbose=0,
+                    callbacks=[watch],
+                ).history
+            seconds = time.perf_counter() - start
+            fit_seconds += seconds
+            progress.remove_task(task)
+
+            val = score(model, dataset.val, tcfg.eval_batch_size) if dataset.val is not None else None
+            row = {
+                "epoch": epoch + 1,
+                "loss": float(logs["loss"][-1]),
+                "accuracy": float(logs["accuracy"][-1]),
+                "val_loss": val.loss if val else None,
+                "val_accuracy": val.accuracy if val else None,
+                "lr": lr,
+                "seconds": round(seconds, 3),
+            }
+            if watch.bad_batch is not None or not math.isfinite(row["loss"]):
+                raise TrainingError(
+                    f"loss became {row['loss']} at epoch {epoch + 1}, "
+                    f"batch {watch.bad_batch or steps_per_epoch}; "
+                    f"no checkpoint was written from it and the last good one in {run_dir} is kept; "
+                    "lower train.learning_rate or set train.clipnorm"
+                )
+            history.append(row)
+            runs.write_history(run_dir, history)
+            tensorboard.log(epoch + 1, row)
+
+            # Without validation, the latest epoch is the best one we can name.
+            monitored = row["val_accuracy"] if val else row["accuracy"]
+            improved = monitored > best_acc
+            state = {"epoch": epoch + 1, "val_accuracy": row["val_accuracy"], "seed": cfg.seed}
+            runs.save_checkpoint(run_dir, "last", model, state)
+            if improved:
+                best_acc, best_epoch, stale = monitored, epoch + 1, 0
+                runs.save_checkpoint(run_dir, "best", model, state)
+            else:
+                stale += 1
+            console.print(
+                f"epoch {epoch + 1:>3}/{tcfg.epochs}  loss {row['loss']:.4f}  acc {row['accuracy']:.4f}  "
+                f"val_loss {_fmt(row['val_loss'])}  val_acc {_fmt(row['val_accuracy'])}  "
+                f"lr {lr:.2e}  {seconds:.1f}s{'  *best' if improved else ''}",
+                highlight=False,
+            )
+            if on_epoch:
+                on_epoch(row)
+            patience = tcfg.early_stopping_patience
+            if patience is not None and stale >= patience:
+                console.print(
+                    f"early stopping: no validation improvement for {patience} epochs", highlight=False
+                )
+                stopped_early = True
+                break
+
+    # Score the best checkpoint as saved on disk: exactly what `mnist-rnn eval` will load.
+    best_model, _ = runs.load_checkpoint(run_dir, "best")
+    test = score(best_model, dataset.test, tcfg.eval_batch_size)
+    trained = len(history) * len(train_y)
+    metrics = {
+        "best_val_accuracy": best_acc if dataset.val is not None else None,
+        "best_epoch": best_epoch,
+        "epochs_run": len(history),
+        "stopped_early": stopped_early,
+        "test_accuracy": test.accuracy,
+        "test_loss": test.loss,
+        "test_checkpoint": "best",
+        "train_seconds": round(fit_seconds, 3),
+        "samples_per_second": round(trained / fit_seconds, 1) if fit_seconds else None,
+        "train_samples": len(train_y),
+        "test_samples": test.samples,
+        "device": device,
+    }
+    runs.write_metrics(run_dir, metrics)
+    _summary_table(console, metrics, asdict(test))
+    return metrics
+
+
+def _summary_table(console: Console, metrics: dict[str, Any], test: dict[str, Any]) -> None:
+    table = Table(title="Run summary", show_header=False)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    table.add_row("best epoch", str(metrics["best_epoch"]))
+    table.add_row("best val accuracy", _fmt(metrics["best_val_accuracy"]))
+    table.add_row("test accuracy (best)", f"{test['accuracy']:.4f}")
+    table.add_row("test loss (best)", f"{test['loss']:.4f}")
+    table.add_row("training time", f"{metrics['train_seconds']:.1f} s")
+    table.add_row("samples / second", f"{metrics['samples_per_second']:,.0f}")
+    console.print(table)
