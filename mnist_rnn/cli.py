@@ -1,0 +1,271 @@
+"""The `mnist-rnn` command line: parse, load the config, call one function, map errors to exit codes.
+
+TensorFlow is imported inside the commands that need it, so `--help`, `--version`, `config ...` and
+config errors answer without paying for it.
+"""
+
+from __future__ import annotations
+
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from mnist_rnn import __version__
+from mnist_rnn.errors import ConfigError, MnistRnnError
+from mnist_rnn.tf_import import import_tensorflow
+
+# Progress and logs go to stderr; stdout carries only what a script wants (run dir, YAML, tables).
+err_console = Console(stderr=True, soft_wrap=True)
+out_console = Console(soft_wrap=True)
+
+EXIT_RUNTIME, EXIT_USAGE, EXIT_SIGINT = 1, 2, 130
+
+app = typer.Typer(
+    name="mnist-rnn",
+    help="Train, evaluate and ship recurrent networks (LSTM/GRU) on MNIST read as sequences.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    rich_markup_mode="markdown",
+)
+config_app = typer.Typer(help="Show or check a configuration without training.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+_state = {"debug": False}
+
+
+class CheckpointName(StrEnum):
+    best = "best"
+    last = "last"
+
+
+class SplitName(StrEnum):
+    test = "test"
+    val = "val"
+
+
+def _fail(exc: BaseException, code: int) -> NoReturn:
+    if _state["debug"]:
+        raise exc
+    err_console.print(f"error: {exc}", markup=False, highlight=False, style="red")
+    raise typer.Exit(code)
+
+
+def _run(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """Call fn; turn domain errors into one line and an exit code (a traceback only with --debug)."""
+    try:
+        return fn(*args, **kwargs)
+    except MnistRnnError as exc:
+        _fail(exc, exc.exit_code)
+    except KeyboardInterrupt:
+        err_console.print("interrupted (Ctrl-C); checkpoints of finished epochs are kept", style="yellow")
+        raise typer.Exit(EXIT_SIGINT) from None
+    except (typer.Exit, typer.Abort):
+        raise
+    except Exception as exc:  # an unexpected failure: still one line, and the way to see more
+        if _state["debug"]:
+            raise
+        err_console.print(
+            f"error: unexpected {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
+            markup=False,
+            highlight=False,
+            style="red",
+        )
+        raise typer.Exit(EXIT_RUNTIME) from None
+
+
+def _version(value: bool) -> None:
+    if value:
+        out_console.print(f"mnist-rnn {__version__}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def main_callback(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.")] = False,
+) -> None:
+    """Train, evaluate and ship recurrent networks (LSTM/GRU) on MNIST read as sequences.
+
+    Exit codes: 0 success, 1 runtime failure, 2 bad usage or input, 130 interrupted.
+    """
+    _state["debug"] = debug
+
+
+ConfigOpt = Annotated[
+    Path, typer.Option("--config", "-c", help="YAML config file (may name a `base:` file).")
+]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option("--set", "-s", help="Override a key, value parsed as YAML: `--set model.units=[256,256]`."),
+]
+
+
+def _load(config: Path, overrides: list[str] | None, name: str | None = None) -> Any:
+    from mnist_rnn.config import load_config
+
+    items = list(overrides or [])
+    if name is not None:
+        items.append(f"name={name}")
+    return load_config(config, items)
+
+
+# ------------------------------------------------------------------------------------------ train
+
+
+def _train(config: Path, overrides: list[str] | None, run_dir: Path | None, name: str | None) -> Path:
+    from mnist_rnn import runs
+
+    cfg = _load(config, overrides, name)
+    if cfg.train.stateful:
+        raise ConfigError(
+            f"{config}: train.stateful: true is validated but stateful training is not implemented yet; "
+            "set train.stateful: false"
+        )
+    target = runs.plan_run_dir(cfg.run.root, cfg.name, run_dir)
+
+    import_tensorflow(_state["debug"])
+    from mnist_rnn.data import load_dataset
+    from mnist_rnn.train import select_device, train
+
+    device = select_device(cfg.train.device)
+    dataset = load_dataset(cfg.data, cfg.seed)
+    # Everything is validated: only now does anything appear on disk.
+    runs.create_run_dir(target)
+    err_console.print(f"run directory: {target}", highlight=False)
+    argv = ["mnist-rnn", "train", "--config", str(config)]
+    for item in overrides or []:
+        argv += ["--set", item]
+    argv += ["--run-dir", str(run_dir)] if run_dir else []
+    argv += ["--name", name] if name else []
+    train(cfg, dataset, target, device, err_console, argv=argv)
+    return target
+
+
+@app.command(
+    "train",
+    epilog=(
+        "Examples:\n\n"
+        "  mnist-rnn train --config configs/default.yaml\n\n"
+        "  mnist-rnn train -c configs/smoke.yaml --run-dir runs/try1\n\n"
+        "  mnist-rnn train -c configs/lstm.yaml --set train.epochs=3 --set model.units=[64]"
+    ),
+)
+def train_command(
+    config: ConfigOpt,
+    overrides: SetOpt = None,
+    run_dir: Annotated[
+        Path | None, typer.Option("--run-dir", help="Write into exactly this (new or empty) directory.")
+    ] = None,
+    name: Annotated[
+        str | None, typer.Option("--name", help="Run name (sets `name`; used in the run folder).")
+    ] = None,
+) -> None:
+    """Train a model; writes checkpoints, history, metrics and the resolved config into a run directory.
+
+    Without --run-dir the run goes to `<run.root>/<YYYYmmdd-HHMMSS>-<name>/`. The run directory is printed on
+    stdout at the end; progress goes to stderr.
+    """
+    target = _run(_train, config, overrides, run_dir, name)
+    out_console.print(str(target), highlight=False, markup=False)
+
+
+# ------------------------------------------------------------------------------------------- eval
+
+
+def _eval(run_path: Path, checkpoint: CheckpointName | None, split: SplitName) -> dict[str, Any]:
+    import_tensorflow(_state["debug"])
+    from mnist_rnn import runs
+    from mnist_rnn.evaluate import evaluate_run
+
+    run_dir, from_path = runs.resolve_run_dir(run_path)
+    chosen = checkpoint.value if checkpoint else (from_path or "best")
+    return evaluate_run(run_dir, chosen, split.value)
+
+
+def _eval_tables(report: dict[str, Any]) -> None:
+    summary = Table(
+        title=(
+            f"{report['split']} split, checkpoint {report['checkpoint']} (epoch {report['checkpoint_epoch']})"
+        )
+    )
+    for col in ("samples", "loss", "accuracy"):
+        summary.add_column(col, justify="right")
+    summary.add_row(f"{report['samples']:,}", f"{report['loss']:.4f}", f"{report['accuracy']:.4f}")
+    out_console.print(summary)
+
+    confusion = Table(title="Confusion matrix (rows: true class, columns: predicted) and per-class accuracy")
+    confusion.add_column("true", justify="right")
+    for c in range(10):
+        confusion.add_column(str(c), justify="right")
+    confusion.add_column("accuracy", justify="right")
+    for c, (row, acc) in enumerate(
+        zip(report["confusion_matrix"], report["per_class_accuracy"], strict=True)
+    ):
+        cells = [f"[bold]{v}[/bold]" if i == c else (str(v) if v else "·") for i, v in enumerate(row)]
+        confusion.add_row(str(c), *cells, f"{acc:.4f}")
+    out_console.print(confusion)
+
+
+@app.command(
+    "eval",
+    epilog=(
+        "Examples:\n\n"
+        "  mnist-rnn eval runs/20260101-120000-default\n\n"
+        "  mnist-rnn eval runs/try1 --checkpoint last --split val\n\n"
+        "  mnist-rnn eval runs/try1/checkpoints/best"
+    ),
+)
+def eval_command(
+    run_dir: Annotated[
+        Path, typer.Argument(help="A run directory, or one of its checkpoints/<name> folders.")
+    ],
+    checkpoint: Annotated[
+        CheckpointName | None, typer.Option("--checkpoint", help="Which checkpoint to score [default: best].")
+    ] = None,
+    split: Annotated[SplitName, typer.Option("--split", help="Which split to score.")] = SplitName.test,
+) -> None:
+    """Score a run's checkpoint: loss, accuracy, per-class accuracy and the confusion matrix.
+
+    Writes `RUN_DIR/eval.json`.
+    """
+    report = _run(_eval, run_dir, checkpoint, split)
+    _eval_tables(report)
+
+
+# ----------------------------------------------------------------------------------------- config
+
+
+@config_app.command(
+    "show",
+    epilog="Examples:\n\n  mnist-rnn config show -c configs/lstm.yaml\n\n"
+    "  mnist-rnn config show -c configs/default.yaml --set train.epochs=3",
+)
+def config_show(config: ConfigOpt, overrides: SetOpt = None) -> None:
+    """Print the fully resolved config (defaults, `base:` chain and --set applied) as YAML."""
+    from mnist_rnn.config import dump_config
+
+    cfg = _run(_load, config, overrides)
+    sys.stdout.write(dump_config(cfg))
+
+
+@config_app.command("validate", epilog="Example:\n\n  mnist-rnn config validate -c configs/gru_stacked.yaml")
+def config_validate(config: ConfigOpt, overrides: SetOpt = None) -> None:
+    """Check a config; exit 0 if it is valid, else print the problem and exit 2."""
+    _run(_load, config, overrides)
+    err_console.print(f"{config}: valid", highlight=False, markup=False)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
