@@ -1,0 +1,114 @@
+"""Training on small data through `train.train`: files, learning, determinism, early stop, divergence."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from rich.console import Console
+
+from mnist_rnn import runs
+from mnist_rnn.config import load_config
+from mnist_rnn.data import load_dataset
+from mnist_rnn.errors import TrainingError
+from mnist_rnn.evaluate import evaluate_run
+
+
+def _train(config: Path, run_dir: Path, overrides: tuple[str, ...] = ()) -> dict:
+    from mnist_rnn.train import select_device, train
+
+    cfg = load_config(config, overrides)
+    runs.create_run_dir(run_dir)
+    dataset = load_dataset(cfg.data, cfg.seed)
+    return train(cfg, dataset, run_dir, select_device(cfg.train.device), Console(quiet=True))
+
+
+def _weights(run_dir: Path, which: str) -> list[np.ndarray]:
+    model, _ = runs.load_checkpoint(run_dir, which)
+    return [np.asarray(w) for w in model.get_weights()]
+
+
+def test_training_learns_and_writes_the_run(tiny_config: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    metrics = _train(tiny_config, run, ("train.epochs=5",))
+    history = runs.read_history(run)
+    assert [int(r["epoch"]) for r in history] == [1, 2, 3, 4, 5]
+    assert float(history[-1]["val_accuracy"]) > 0.95  # the synthetic classes are easy
+    assert float(history[-1]["loss"]) < float(history[0]["loss"])
+    val_acc = [float(r["val_accuracy"]) for r in history]
+    assert metrics["best_epoch"] == int(np.argmax(val_acc)) + 1
+    assert metrics["best_val_accuracy"] == pytest.approx(max(val_acc))
+    assert (
+        json.loads((run / "checkpoints" / "best" / "state.json").read_text())["epoch"]
+        == metrics["best_epoch"]
+    )
+    assert load_config(run / "config.yaml") == load_config(tiny_config, ("train.epochs=5",))
+
+
+def test_eval_agrees_with_the_metrics_of_training(tiny_config: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    metrics = _train(tiny_config, run)
+    report = evaluate_run(run, "best", "test")
+    assert report["accuracy"] == metrics["test_accuracy"]
+    assert report["loss"] == pytest.approx(metrics["test_loss"], rel=1e-6)
+    assert sum(map(sum, report["confusion_matrix"])) == metrics["test_samples"] == 256
+
+
+def test_same_seed_gives_identical_history_and_weights(tiny_config: Path, tmp_path: Path) -> None:
+    _train(tiny_config, tmp_path / "a")
+    _train(tiny_config, tmp_path / "b")
+    strip = [{k: v for k, v in row.items() if k != "seconds"} for row in runs.read_history(tmp_path / "a")]
+    assert strip == [
+        {k: v for k, v in row.items() if k != "seconds"} for row in runs.read_history(tmp_path / "b")
+    ]
+    for wa, wb in zip(_weights(tmp_path / "a", "last"), _weights(tmp_path / "b", "last"), strict=True):
+        np.testing.assert_array_equal(wa, wb)
+
+
+def test_a_different_seed_gives_different_weights(tiny_config: Path, tmp_path: Path) -> None:
+    _train(tiny_config, tmp_path / "a", ("train.epochs=1",))
+    _train(tiny_config, tmp_path / "b", ("train.epochs=1", "seed=8"))
+    assert not np.array_equal(_weights(tmp_path / "a", "last")[0], _weights(tmp_path / "b", "last")[0])
+
+
+def test_early_stopping_stops_when_validation_stalls(tiny_config: Path, tmp_path: Path) -> None:
+    # A learning rate this small cannot change validation accuracy, so epoch 2 is not an improvement.
+    metrics = _train(
+        tiny_config,
+        tmp_path / "run",
+        (
+            "train.epochs=5",
+            "train.learning_rate=1e-12",
+            "train.lr_schedule=none",
+            "train.early_stopping_patience=1",
+        ),
+    )
+    assert metrics["stopped_early"] and metrics["epochs_run"] == 2 and metrics["best_epoch"] == 1
+
+
+def test_non_finite_loss_stops_with_a_training_error_and_keeps_the_good_checkpoint(
+    tiny_config: Path, tmp_path: Path
+) -> None:
+    from mnist_rnn.train import select_device, train
+
+    cfg = load_config(tiny_config, ("train.epochs=3",))
+    dataset = load_dataset(cfg.data, cfg.seed)
+    run = runs.create_run_dir(tmp_path / "run")
+    train(cfg, dataset, run, select_device(cfg.train.device), Console(quiet=True))
+    good = _weights(run, "last")
+    dataset.train.x[100, 3, 3] = np.nan  # one bad pixel in batch 2 (batch size 64, shuffled order aside)
+    run2 = runs.create_run_dir(tmp_path / "run2")
+    with pytest.raises(TrainingError, match=r"at epoch 1, batch \d+.*lower train.learning_rate"):
+        train(cfg, dataset, run2, select_device(cfg.train.device), Console(quiet=True))
+    assert not (run2 / "checkpoints" / "last").exists()  # nothing saved from a NaN epoch
+    assert all(np.isfinite(w).all() for w in good)
+
+
+def test_validation_zero_trains_on_everything_and_tracks_training_accuracy(
+    tiny_config: Path, tmp_path: Path
+) -> None:
+    metrics = _train(tiny_config, tmp_path / "run", ("data.validation=0", "train.epochs=1"))
+    assert metrics["best_val_accuracy"] is None and metrics["best_epoch"] == 1
+    assert runs.read_history(tmp_path / "run")[0]["val_accuracy"] == ""

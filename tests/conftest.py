@@ -1,0 +1,62 @@
+"""Shared fixtures. Every test runs in its own temporary working directory, so nothing lands in the repo."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import yaml
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = REPO / "configs"
+EMBEDDED = REPO / "mnist_rnn" / "embedded" / "mnist"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MNIST_RNN_DATA_DIR", raising=False)
+    return tmp_path
+
+
+@pytest.fixture
+def write_config(tmp_path: Path) -> Callable[..., Path]:
+    """write_config({"model": {...}}, name="x.yaml") -> path; a dict is dumped, a str written verbatim."""
+
+    def write(content: dict | str, name: str = "config.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(content if isinstance(content, str) else yaml.safe_dump(content))
+        return path
+
+    return write
+
+
+# A config small enough to train in a second or two: synthetic data, one tiny LSTM.
+TINY = {
+    "name": "tiny",
+    "seed": 7,
+    "data": {"source": "synthetic", "validation": 256, "limit_train": 1024, "limit_test": 256},
+    "model": {"cell": "lstm", "units": [16]},
+    "train": {"epochs": 2, "batch_size": 64, "learning_rate": 0.01, "eval_batch_size": 256},
+    "run": {"tensorboard": False},
+}
+
+
+@pytest.fixture
+def tiny_config(write_config: Callable[..., Path]) -> Path:
+    return write_config(TINY, "tiny.yaml")
+
+
+@pytest.fixture
+def embedded_copy(tmp_path: Path) -> Path:
+    """A writable copy of the embedded MNIST folder, for corrupting."""
+    target = tmp_path / "mnist-copy"
+    shutil.copytree(EMBEDDED, target)
+    for f in target.iterdir():
+        f.chmod(0o644)
+    return target

@@ -1,0 +1,197 @@
+"""The real CLI: train -> eval on the smoke config, bad input everywhere, help and version."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from mnist_rnn.cli import app
+from mnist_rnn.config import load_config
+from tests.conftest import CONFIGS, REPO
+
+runner = CliRunner()
+SMOKE = str(CONFIGS / "smoke.yaml")
+RUN_FILES = [
+    "config.yaml",
+    "command.txt",
+    "history.csv",
+    "metrics.json",
+    "checkpoints/best/model.keras",
+    "checkpoints/last/model.keras",
+    "tensorboard",
+]
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run = tmp_path_factory.mktemp("smoke") / "run"
+    result = runner.invoke(app, ["train", "--config", SMOKE, "--run-dir", str(run)])
+    assert result.exit_code == 0, result.output + result.stderr
+    assert result.stdout.strip().splitlines()[-1] == str(run)
+    return run
+
+
+def test_train_writes_every_file_of_the_run_directory(smoke_run: Path) -> None:
+    for name in RUN_FILES:
+        assert (smoke_run / name).exists(), name
+    assert any((smoke_run / "tensorboard").rglob("events.out.tfevents.*"))
+    header = (smoke_run / "history.csv").read_text().splitlines()[0]
+    assert header == "epoch,loss,accuracy,val_loss,val_accuracy,lr,seconds"
+    command = (smoke_run / "command.txt").read_text()
+    for key in ("command: mnist-rnn train", "tensorflow:", "keras:", "python:", "device:"):
+        assert key in command
+    metrics = json.loads((smoke_run / "metrics.json").read_text())
+    for key in ("best_val_accuracy", "best_epoch", "test_accuracy", "train_seconds", "samples_per_second"):
+        assert metrics[key] is not None
+    assert metrics["test_accuracy"] > 0.7  # the smoke config really learns real MNIST
+
+
+def test_eval_reports_and_agrees_with_metrics(smoke_run: Path) -> None:
+    result = runner.invoke(app, ["eval", str(smoke_run)])
+    assert result.exit_code == 0, result.stderr
+    report = json.loads((smoke_run / "eval.json").read_text())
+    for key in ("accuracy", "loss", "per_class_accuracy", "confusion_matrix", "checkpoint", "split"):
+        assert key in report
+    metrics = json.loads((smoke_run / "metrics.json").read_text())
+    assert report["accuracy"] == metrics["test_accuracy"]
+    assert report["loss"] == pytest.approx(metrics["test_loss"], rel=1e-6)
+    assert (report["checkpoint"], report["split"], report["samples"]) == ("best", "test", 1000)
+    assert "Confusion matrix" in result.stdout and f"{report['accuracy']:.4f}" in result.stdout
+
+
+def test_eval_last_checkpoint_on_validation_and_via_checkpoint_path(smoke_run: Path) -> None:
+    result = runner.invoke(app, ["eval", str(smoke_run), "--checkpoint", "last", "--split", "val"])
+    assert result.exit_code == 0, result.stderr
+    report = json.loads((smoke_run / "eval.json").read_text())
+    assert (report["checkpoint"], report["split"], report["samples"]) == ("last", "val", 500)
+    result = runner.invoke(app, ["eval", str(smoke_run / "checkpoints" / "last")])
+    assert result.exit_code == 0 and json.loads((smoke_run / "eval.json").read_text())["checkpoint"] == "last"
+
+
+def test_resolved_config_reruns(smoke_run: Path) -> None:
+    assert load_config(smoke_run / "config.yaml") == load_config(SMOKE)
+
+
+def test_run_dir_defaults_to_timestamp_and_name(tmp_path: Path) -> None:
+    result = runner.invoke(
+        app,
+        ["train", "-c", SMOKE, "--name", "quick", "--set", "train.epochs=1", "--set", "data.limit_train=256"],
+    )
+    assert result.exit_code == 0, result.stderr
+    made = list((tmp_path / "runs").iterdir())
+    assert (
+        len(made) == 1
+        and made[0].name.endswith("-quick")
+        and len(made[0].name) == len("20260101-120000-quick")
+    )
+    assert result.stdout.strip().endswith(made[0].name)
+
+
+BROKEN_CLI = {
+    "unknown key": ("model:\n  colour: red\n", []),
+    "wrong type": ("train:\n  batch_size: big\n", []),
+    "negative units": ("model:\n  units: [64, -3]\n", []),
+    "bad enum": ("model:\n  cell: lstmm\n", []),
+    "bad yaml": ("model: [\n", []),
+    "empty file": ("", []),
+    "set unknown key": ("{}\n", ["--set", "train.colour=red"]),
+    "set bad yaml": ("{}\n", ["--set", "model.units=[1,"]),
+    "missing file": (None, []),
+}
+
+
+@pytest.mark.parametrize("case", list(BROKEN_CLI))
+def test_bad_input_is_one_line_exit_2_and_creates_nothing(case: str, tmp_path: Path) -> None:
+    content, extra = BROKEN_CLI[case]
+    config = tmp_path / "bad.yaml"
+    if content is not None:
+        config.write_text(content)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    result = runner.invoke(app, ["train", "--config", str(config), *extra])
+    assert result.exit_code == 2, (case, result.output, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert "Traceback" not in result.output + result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # no runs/ folder, nothing else
+
+
+def test_gpu_requested_without_a_gpu_is_exit_2(tmp_path: Path) -> None:
+    import tensorflow as tf
+
+    if tf.config.list_physical_devices("GPU"):
+        pytest.skip("this machine has a GPU")
+    result = runner.invoke(app, ["train", "-c", SMOKE, "--set", "train.device=gpu"])
+    assert result.exit_code == 2
+    assert "train.device is gpu but TensorFlow sees no GPU" in result.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_non_empty_run_dir_is_refused_and_left_alone(tmp_path: Path) -> None:
+    run = tmp_path / "mine"
+    run.mkdir()
+    (run / "notes.txt").write_text("precious")
+    result = runner.invoke(app, ["train", "-c", SMOKE, "--run-dir", str(run)])
+    assert result.exit_code == 2 and "not empty" in result.stderr
+    assert [p.name for p in run.iterdir()] == ["notes.txt"] and (run / "notes.txt").read_text() == "precious"
+
+
+def test_stateful_is_validated_but_refused_until_implemented(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["train", "-c", SMOKE, "--set", "train.stateful=true"])
+    assert result.exit_code == 2 and "stateful training is not implemented yet" in result.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_eval_of_a_foreign_directory_is_exit_2(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["eval", str(tmp_path)])
+    assert result.exit_code == 2 and "not a run directory" in result.stderr
+
+
+def test_config_show_prints_the_resolved_yaml(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["config", "show", "-c", SMOKE, "--set", "model.units=[256,256]"])
+    assert result.exit_code == 0
+    (tmp_path / "shown.yaml").write_text(result.stdout)
+    shown = load_config(tmp_path / "shown.yaml")
+    assert shown.model.units == (256, 256) and shown == load_config(SMOKE, ["model.units=[256,256]"])
+
+
+def test_config_validate(tmp_path: Path) -> None:
+    assert runner.invoke(app, ["config", "validate", "-c", SMOKE]).exit_code == 0
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("seed: -1\n")
+    result = runner.invoke(app, ["config", "validate", "-c", str(bad)])
+    assert result.exit_code == 2 and f"{bad}: seed: must be greater than or equal to 0" in result.stderr
+
+
+@pytest.mark.parametrize("command", [[], ["train"], ["eval"], ["config", "show"], ["config", "validate"]])
+def test_every_command_has_help_with_examples(command: list[str]) -> None:
+    result = runner.invoke(app, [*command, "--help"])
+    assert result.exit_code == 0
+    assert "Usage" in result.stdout
+    if command:
+        assert "Example" in result.stdout
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run(
+        [sys.executable, "-m", "mnist_rnn", *args], capture_output=True, text=True, cwd=cwd, env=env
+    )
+
+
+def test_module_entry_point_version_and_exit_codes_through_a_real_process(tmp_path: Path) -> None:
+    version = _cli("--version", cwd=tmp_path)
+    assert version.returncode == 0 and version.stdout.startswith("mnist-rnn ")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model:\n  units: [64, -3]\n")
+    result = _cli("train", "--config", str(bad), cwd=tmp_path)
+    assert result.returncode == 2
+    assert (
+        result.stderr.strip() == f"error: {bad}: model.units[1]: must be a positive integer, got -3 (line 2)"
+    )
+    assert not (tmp_path / "runs").exists()

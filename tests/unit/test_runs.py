@@ -1,0 +1,110 @@
+"""Run directories: naming, refusal to clobber, atomic writes, checkpoint swap and fallback."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from mnist_rnn import runs
+from mnist_rnn.errors import RunError
+
+NOW = datetime(2026, 1, 2, 3, 4, 5)
+
+
+def test_run_dir_name_is_timestamp_and_name(tmp_path: Path) -> None:
+    assert runs.plan_run_dir(tmp_path, "lstm", None, NOW) == tmp_path / "20260102-030405-lstm"
+
+
+def test_two_runs_in_the_same_second_get_distinct_dirs(tmp_path: Path) -> None:
+    first = runs.create_run_dir(runs.plan_run_dir(tmp_path, "x", None, NOW))
+    second = runs.plan_run_dir(tmp_path, "x", None, NOW)
+    assert second != first and second.name == "20260102-030405-x-2"
+
+
+def test_explicit_run_dir_must_be_new_or_empty(tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert runs.plan_run_dir(tmp_path, "x", empty) == empty
+    (empty / "keep.txt").write_text("mine")
+    with pytest.raises(RunError, match="not empty"):
+        runs.plan_run_dir(tmp_path, "x", empty)
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    with pytest.raises(RunError, match="not a directory"):
+        runs.plan_run_dir(tmp_path, "x", afile)
+    assert (empty / "keep.txt").read_text() == "mine"
+
+
+def test_atomic_write_leaves_no_temporary_files(tmp_path: Path) -> None:
+    target = tmp_path / "m.json"
+    runs.atomic_write_json(target, {"a": 1})
+    runs.atomic_write_json(target, {"a": 2})
+    assert json.loads(target.read_text()) == {"a": 2}
+    assert [p.name for p in tmp_path.iterdir()] == ["m.json"]
+
+
+class _FakeModel:
+    """Stands in for keras.Model.save: writes bytes, optionally failing half-way."""
+
+    def __init__(self, payload: bytes, fail: bool = False) -> None:
+        self.payload, self.fail = payload, fail
+
+    def save(self, path: Path) -> None:
+        Path(path).write_bytes(self.payload[: len(self.payload) // 2])
+        if self.fail:
+            raise OSError("disk full")
+        Path(path).write_bytes(self.payload)
+
+
+def test_checkpoint_swap_keeps_the_old_one_when_a_save_fails(tmp_path: Path) -> None:
+    runs.create_run_dir(tmp_path)
+    runs.save_checkpoint(tmp_path, "last", _FakeModel(b"good" * 100), {"epoch": 1})
+    with pytest.raises(OSError):
+        runs.save_checkpoint(tmp_path, "last", _FakeModel(b"newer" * 100, fail=True), {"epoch": 2})
+    found = runs.find_checkpoint(tmp_path, "last")
+    assert (found / runs.MODEL_FILE).read_bytes() == b"good" * 100
+    assert json.loads((found / runs.STATE_FILE).read_text()) == {"epoch": 1}
+
+
+def test_find_checkpoint_falls_back_to_the_previous_one(tmp_path: Path) -> None:
+    runs.create_run_dir(tmp_path)
+    runs.save_checkpoint(tmp_path, "best", _FakeModel(b"one"), {"epoch": 1})
+    # a crash between the two renames of a swap leaves only `best.prev`
+    (tmp_path / "checkpoints" / "best").rename(tmp_path / "checkpoints" / "best.prev")
+    assert runs.find_checkpoint(tmp_path, "best").name == "best.prev"
+
+
+def test_missing_checkpoint_and_foreign_dirs_are_run_errors(tmp_path: Path) -> None:
+    with pytest.raises(RunError, match="no 'best' checkpoint"):
+        runs.find_checkpoint(tmp_path, "best")
+    with pytest.raises(RunError, match="not a run directory"):
+        runs.resolve_run_dir(tmp_path)
+    with pytest.raises(RunError, match="no such run directory"):
+        runs.resolve_run_dir(tmp_path / "nope")
+
+
+def test_a_checkpoint_folder_resolves_to_its_run(tmp_path: Path) -> None:
+    runs.create_run_dir(tmp_path)
+    runs.save_checkpoint(tmp_path, "last", _FakeModel(b"x"), {})
+    assert runs.resolve_run_dir(tmp_path / "checkpoints" / "last") == (tmp_path, "last")
+
+
+def test_history_round_trips_with_empty_cells_for_missing_values(tmp_path: Path) -> None:
+    rows = [
+        {
+            "epoch": 1,
+            "loss": 0.5,
+            "accuracy": 0.9,
+            "val_loss": None,
+            "val_accuracy": None,
+            "lr": 1e-3,
+            "seconds": 2,
+        }
+    ]
+    runs.write_history(tmp_path, rows)
+    back = runs.read_history(tmp_path)
+    assert back[0]["val_loss"] == "" and back[0]["epoch"] == "1"
+    assert list(back[0]) == list(runs.HISTORY_COLUMNS)
