@@ -18,6 +18,7 @@ from typing import Annotated, Any
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -73,9 +74,13 @@ class Device(StrEnum):
     gpu = "gpu"
 
 
+def _expand_user(path: Path | None) -> Path | None:
+    return path.expanduser() if path is not None else None
+
+
 class DataConfig(_Frozen):
     source: Source = Source.embedded
-    dir: Path | None = None
+    dir: Annotated[Path | None, AfterValidator(_expand_user)] = None
     layout: Layout = Layout.rows
     validation: Annotated[int, Field(ge=0, lt=TRAIN_POOL)] = 5_000
     limit_train: PositiveInt | None = None

@@ -126,3 +126,8 @@ def test_error_in_a_base_file_names_that_file(write_config) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(child)
     assert str(info.value).startswith(f"{parent}: model.units[0]: must be a positive integer")
+
+
+def test_data_dir_expands_the_home_directory() -> None:
+    cfg = load_config(CONFIGS / "default.yaml", ["data.source=idx", "data.dir=~/mnist"])
+    assert cfg.data.dir == Path.home() / "mnist"
