@@ -62,8 +62,8 @@ def _run(fn: Any, *args: Any, **kwargs: Any) -> Any:
         return fn(*args, **kwargs)
     except MnistRnnError as exc:
         _fail(exc, exc.exit_code)
-    except KeyboardInterrupt:
-        err_console.print("interrupted (Ctrl-C); checkpoints of finished epochs are kept", style="yellow")
+    except KeyboardInterrupt:  # a second Ctrl-C, or one outside training
+        err_console.print("aborted (Ctrl-C); checkpoints of finished epochs are kept", style="yellow")
         raise typer.Exit(EXIT_SIGINT) from None
     except (typer.Exit, typer.Abort):
         raise
@@ -120,16 +120,53 @@ def _load(config: Path, overrides: list[str] | None, name: str | None = None) ->
 # ------------------------------------------------------------------------------------------ train
 
 
-def _train(config: Path, overrides: list[str] | None, run_dir: Path | None, name: str | None) -> Path:
+def _resume_config(run_dir: Path, config: Path | None, overrides: list[str] | None) -> Any:
+    """The run's saved config, with --config/--set applied; anything but train.epochs may not change."""
+    from mnist_rnn import runs
+    from mnist_rnn.config import config_diff
+
+    saved = runs.read_run_config(run_dir)
+    cfg = _load(config or run_dir / runs.CONFIG, overrides)
+    changed = [key for key in config_diff(saved, cfg) if key != "train.epochs"]
+    if changed:
+        raise ConfigError(
+            f"--resume {run_dir}: the config differs from the run's saved config in {', '.join(changed)}; "
+            "only train.epochs may change when resuming (start a new run for the rest)"
+        )
+    state = runs.read_checkpoint_state(run_dir, "last")
+    if state.get("epoch", 0) >= cfg.train.epochs:
+        raise ConfigError(
+            f"--resume {run_dir}: the run already finished {state['epoch']} of {cfg.train.epochs} epochs; "
+            "raise train.epochs (e.g. --set train.epochs=" + str(state["epoch"] + 5) + ") to train longer"
+        )
+    return cfg
+
+
+def _train(
+    config: Path | None,
+    overrides: list[str] | None,
+    run_dir: Path | None,
+    name: str | None,
+    resume: Path | None,
+) -> Path:
     from mnist_rnn import runs
 
-    cfg = _load(config, overrides, name)
+    if resume is not None:
+        if run_dir is not None or name is not None:
+            raise ConfigError("--resume continues the given run; drop --run-dir and --name")
+        target, _ = runs.resolve_run_dir(resume)
+        cfg = _resume_config(target, config, overrides)
+    elif config is None:
+        raise ConfigError("train needs --config FILE (or --resume RUN_DIR); see mnist-rnn train --help")
+    else:
+        cfg = _load(config, overrides, name)
     if cfg.train.stateful:
         raise ConfigError(
             f"{config}: train.stateful: true is validated but stateful training is not implemented yet; "
             "set train.stateful: false"
         )
-    target = runs.plan_run_dir(cfg.run.root, cfg.name, run_dir)
+    if resume is None:
+        target = runs.plan_run_dir(cfg.run.root, cfg.name, run_dir)
 
     import_tensorflow(_state["debug"])
     from mnist_rnn.data import load_dataset
@@ -140,12 +177,14 @@ def _train(config: Path, overrides: list[str] | None, run_dir: Path | None, name
     # Everything is validated: only now does anything appear on disk.
     runs.create_run_dir(target)
     err_console.print(f"run directory: {target}", highlight=False)
-    argv = ["mnist-rnn", "train", "--config", str(config)]
+    argv = ["mnist-rnn", "train"]
+    argv += ["--config", str(config)] if config else []
     for item in overrides or []:
         argv += ["--set", item]
     argv += ["--run-dir", str(run_dir)] if run_dir else []
     argv += ["--name", name] if name else []
-    train(cfg, dataset, target, device, err_console, argv=argv)
+    argv += ["--resume", str(resume)] if resume else []
+    train(cfg, dataset, target, device, err_console, argv=argv, resume=resume is not None)
     return target
 
 
@@ -155,11 +194,15 @@ def _train(config: Path, overrides: list[str] | None, run_dir: Path | None, name
         "Examples:\n\n"
         "  mnist-rnn train --config configs/default.yaml\n\n"
         "  mnist-rnn train -c configs/smoke.yaml --run-dir runs/try1\n\n"
-        "  mnist-rnn train -c configs/lstm.yaml --set train.epochs=3 --set model.units=[64]"
+        "  mnist-rnn train -c configs/lstm.yaml --set train.epochs=3 --set model.units=[64]\n\n"
+        "  mnist-rnn train --resume runs/try1                      # continue an interrupted run\n\n"
+        "  mnist-rnn train --resume runs/try1 --set train.epochs=20  # train a finished run longer"
     ),
 )
 def train_command(
-    config: ConfigOpt,
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="YAML config file (may name a `base:` file).")
+    ] = None,
     overrides: SetOpt = None,
     run_dir: Annotated[
         Path | None, typer.Option("--run-dir", help="Write into exactly this (new or empty) directory.")
@@ -167,13 +210,20 @@ def train_command(
     name: Annotated[
         str | None, typer.Option("--name", help="Run name (sets `name`; used in the run folder).")
     ] = None,
+    resume: Annotated[
+        Path | None,
+        typer.Option(
+            "--resume", help="Continue this run from checkpoints/last (only train.epochs may change)."
+        ),
+    ] = None,
 ) -> None:
     """Train a model; writes checkpoints, history, metrics and the resolved config into a run directory.
 
     Without --run-dir the run goes to `<run.root>/<YYYYmmdd-HHMMSS>-<name>/`. The run directory is printed on
-    stdout at the end; progress goes to stderr.
+    stdout at the end; progress goes to stderr. Ctrl-C or SIGTERM stops after the current batch (exit 130 /
+    143) keeping the checkpoint of the last finished epoch; `--resume RUN_DIR` continues from it.
     """
-    target = _run(_train, config, overrides, run_dir, name)
+    target = _run(_train, config, overrides, run_dir, name, resume)
     out_console.print(str(target), highlight=False, markup=False)
 
 

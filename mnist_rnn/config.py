@@ -377,6 +377,18 @@ def config_to_dict(cfg: Config) -> dict[str, Any]:
     return cfg.model_dump(mode="json")
 
 
+def config_diff(a: Config, b: Config) -> list[str]:
+    """Dotted keys whose values differ between two configs."""
+
+    def flat(data: Any, prefix: str = "") -> dict[str, Any]:
+        if isinstance(data, dict):
+            return {k: v for key, value in data.items() for k, v in flat(value, f"{prefix}{key}.").items()}
+        return {prefix.rstrip("."): data}
+
+    fa, fb = flat(config_to_dict(a)), flat(config_to_dict(b))
+    return sorted(key for key in fa.keys() | fb.keys() if fa.get(key) != fb.get(key))
+
+
 class _Dumper(yaml.SafeDumper):
     """Sections in block style, lists inline (`units: [128, 128]`), as in configs/*.yaml."""
 

@@ -35,3 +35,11 @@ class TrainingError(MnistRnnError):
     """Training failed at run time (e.g. the loss became NaN); the last good checkpoint is kept."""
 
     exit_code = 1
+
+
+class Interrupted(MnistRnnError):
+    """Training stopped on SIGINT (exit 130) or SIGTERM (exit 143) after saving what it had."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code

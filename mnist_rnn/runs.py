@@ -119,6 +119,12 @@ def write_command(run_dir: Path, argv: Sequence[str], facts: dict[str, str]) -> 
     atomic_write_text(run_dir / COMMAND, "\n".join(lines) + "\n")
 
 
+def append_command(run_dir: Path, argv: Sequence[str], when: str) -> None:
+    """Record a resume under the original command, so command.txt tells the run's whole story."""
+    text = (run_dir / COMMAND).read_text() if (run_dir / COMMAND).exists() else ""
+    atomic_write_text(run_dir / COMMAND, text + f"resumed {when}: {shlex.join(argv)}\n")
+
+
 def write_history(run_dir: Path, rows: Iterable[dict[str, Any]]) -> None:
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=HISTORY_COLUMNS, lineterminator="\n")
@@ -131,6 +137,19 @@ def write_history(run_dir: Path, rows: Iterable[dict[str, Any]]) -> None:
 def read_history(run_dir: Path) -> list[dict[str, str]]:
     with open(run_dir / HISTORY, newline="") as f:
         return list(csv.DictReader(f))
+
+
+def load_history(run_dir: Path, epochs: int) -> list[dict[str, Any]]:
+    """History rows of the first `epochs` epochs, as numbers (floats round-trip exactly through CSV)."""
+    if not (run_dir / HISTORY).exists():
+        return []
+    rows = []
+    for raw in read_history(run_dir):
+        row: dict[str, Any] = {k: (float(v) if v != "" else None) for k, v in raw.items()}
+        row["epoch"] = int(raw["epoch"])
+        if row["epoch"] <= epochs:
+            rows.append(row)
+    return rows
 
 
 def write_metrics(run_dir: Path, metrics: dict[str, Any], name: str = METRICS) -> None:
@@ -180,6 +199,17 @@ def find_checkpoint(run_dir: Path, which: str) -> Path:
         f"{run_dir}: no '{which}' checkpoint (expected {checkpoint_dir(run_dir, which) / MODEL_FILE}); "
         "has this run finished an epoch?"
     )
+
+
+def read_checkpoint_state(run_dir: Path, which: str) -> dict[str, Any]:
+    """state.json of a checkpoint (epoch, best so far, counters) without loading the model."""
+    path = find_checkpoint(run_dir, which) / STATE_FILE
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise RunError(
+            f"{path}: checkpoint state cannot be read ({exc}); the checkpoint is damaged"
+        ) from None
 
 
 def load_checkpoint(run_dir: Path, which: str) -> tuple[keras.Model, dict[str, Any]]:

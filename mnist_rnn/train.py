@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import math
 import platform
+import signal
 import sys
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +28,7 @@ from rich.table import Table
 from mnist_rnn import __version__, runs
 from mnist_rnn.config import Config, Device, LrSchedule, TrainConfig
 from mnist_rnn.data import Dataset
-from mnist_rnn.errors import DeviceError, TrainingError
+from mnist_rnn.errors import DeviceError, Interrupted, TrainingError
 from mnist_rnn.evaluate import score
 from mnist_rnn.model import build_model, cudnn_blockers
 
@@ -107,12 +111,40 @@ def environment_facts(device: str) -> dict[str, str]:
     }
 
 
+class _StopRequest:
+    """Set by the SIGINT/SIGTERM handler; training stops after the batch in flight."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+
+
+@contextmanager
+def _graceful_signals(stop: _StopRequest) -> Iterator[None]:
+    """First SIGINT/SIGTERM: finish the current batch, then stop cleanly. Second: abort at once."""
+    if threading.current_thread() is not threading.main_thread():  # handlers only work there
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        if stop.signum is not None:
+            raise KeyboardInterrupt
+        stop.signum = signum
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
 class _BatchWatch:
-    """Keras callback (built lazily so Keras is imported only here): feeds the Rich progress bar and stops
-    training at the first batch whose loss is not finite, remembering which batch that was."""
+    """Keras callback (built lazily so Keras is imported only here): feeds the Rich progress bar, stops
+    training at the first batch whose loss is not finite (remembering which), and after the batch in
+    flight when a stop was requested."""
 
     @staticmethod
-    def make(progress: Progress, task: Any) -> keras.callbacks.Callback:
+    def make(progress: Progress, task: Any, stop: _StopRequest) -> keras.callbacks.Callback:
         import keras
 
         class Callback(keras.callbacks.Callback):
@@ -123,6 +155,8 @@ class _BatchWatch:
                 loss = float(logs.get("loss", float("nan")))
                 if not math.isfinite(loss):
                     self.bad_batch = batch + 1
+                    self.model.stop_training = True
+                if stop.signum is not None:
                     self.model.stop_training = True
                 progress.update(
                     task, completed=batch + 1, loss=loss, acc=float(logs.get("accuracy", float("nan")))
@@ -163,6 +197,15 @@ def _fmt(value: float | None, spec: str = ".4f") -> str:
     return "-" if value is None else format(value, spec)
 
 
+def _interrupted(stop: _StopRequest, run_dir: Path, epoch: int, saved_epoch: int) -> Interrupted:
+    name = signal.Signals(stop.signum or signal.SIGINT).name
+    return Interrupted(
+        f"stopped by {name} during epoch {epoch}; checkpoints/last holds epoch {saved_epoch}; "
+        f"resume with: mnist-rnn train --resume {run_dir}",
+        128 + int(stop.signum or signal.SIGINT),
+    )
+
+
 def train(
     cfg: Config,
     dataset: Dataset,
@@ -170,14 +213,23 @@ def train(
     device: str,
     console: Console,
     argv: Sequence[str] = (),
-    on_epoch: Callable[[dict[str, Any]], None] | None = None,
+    resume: bool = False,
 ) -> dict[str, Any]:
-    """Train `cfg` on `dataset`, writing everything into `run_dir` (already created). Returns metrics."""
+    """Train `cfg` on `dataset`, writing everything into `run_dir` (already created). Returns metrics.
+
+    With `resume`, continue from `run_dir/checkpoints/last`: weights, optimizer state, epoch counter,
+    best-so-far and early-stopping counters; an epoch cut short is trained again from its start, in the
+    same order, so the result equals an uninterrupted run.
+    """
     import tensorflow as tf
 
     seed_everything(cfg.seed, cfg.train.deterministic)
-    runs.write_config(run_dir, cfg)
-    runs.write_command(run_dir, argv or ["mnist-rnn", *sys.argv[1:]], environment_facts(device))
+    command = list(argv) or ["mnist-rnn", *sys.argv[1:]]
+    runs.write_config(run_dir, cfg)  # on resume: the same config, train.epochs possibly raised
+    if resume:
+        runs.append_command(run_dir, command, datetime.now().isoformat(timespec="seconds"))
+    else:
+        runs.write_command(run_dir, command, environment_facts(device))
     console.print(f"data: {dataset.description}", highlight=False)
     console.print(f"device: {describe_device(device)}", highlight=False)
     if device.startswith("/GPU"):
@@ -185,18 +237,24 @@ def train(
             console.print(f"note: {reason}: Keras will not use the cuDNN kernel", highlight=False)
 
     tcfg = cfg.train
+    state: dict[str, Any] = {"epoch": 0, "best": -1.0, "best_epoch": 0, "stale": 0, "fit_seconds": 0.0}
     with tf.device(device):
-        model = build_model(cfg.model, dataset.input_shape)
-        compile_model(model, tcfg)
+        if resume:
+            model, saved = runs.load_checkpoint(run_dir, "last")
+            state.update({k: saved[k] for k in state if k in saved})
+            console.print(f"resuming after epoch {state['epoch']} from {run_dir}", highlight=False)
+        else:
+            model = build_model(cfg.model, dataset.input_shape)
+            compile_model(model, tcfg)
     console.print(f"model: {model.name}, {model.count_params():,} parameters", highlight=False)
 
     train_x, train_y = dataset.train.x, dataset.train.y
     steps_per_epoch = math.ceil(len(train_y) / tcfg.batch_size)
     tensorboard = _TensorBoard(run_dir, cfg.run.tensorboard)
-    history: list[dict[str, Any]] = []
-    best_acc, best_epoch, stale = -1.0, 0, 0
-    fit_seconds = 0.0
+    # Rows past the checkpoint (written just before a crash) are dropped: that epoch is trained again.
+    history = runs.load_history(run_dir, state["epoch"]) if resume else []
     stopped_early = False
+    stop = _StopRequest()
 
     progress = Progress(
         TextColumn("epoch {task.fields[epoch]}"),
@@ -207,8 +265,10 @@ def train(
         console=console,
         transient=True,
     )
-    with progress:
-        for epoch in range(tcfg.epochs):
+    with progress, _graceful_signals(stop):
+        for epoch in range(state["epoch"], tcfg.epochs):
+            if stop.signum is not None:  # arrived between epochs (validation, checkpointing)
+                raise _interrupted(stop, run_dir, epoch + 1, state["epoch"])
             lr = learning_rate(tcfg, epoch)
             model.optimizer.learning_rate.assign(lr)
             order = epoch_order(cfg.seed, epoch, len(train_y), tcfg.shuffle)
@@ -220,7 +280,7 @@ def train(
             batches = tf.data.Dataset.from_tensor_slices((train_x[order], train_y[order])).batch(
                 tcfg.batch_size
             )
-            watch = _BatchWatch.make(progress, task)
+            watch = _BatchWatch.make(progress, task, stop)
             with tf.device(device):
                 logs = model.fit(
                     batches.prefetch(2),
@@ -230,8 +290,9 @@ def train(
                     callbacks=[watch],
                 ).history
             seconds = time.perf_counter() - start
-            fit_seconds += seconds
             progress.remove_task(task)
+            if stop.signum is not None:  # the epoch was cut short: keep the checkpoint of the last whole one
+                raise _interrupted(stop, run_dir, epoch + 1, state["epoch"])
 
             val = score(model, dataset.val, tcfg.eval_batch_size) if dataset.val is not None else None
             row = {
@@ -256,24 +317,25 @@ def train(
 
             # Without validation, the latest epoch is the best one we can name.
             monitored = row["val_accuracy"] if val else row["accuracy"]
-            improved = monitored > best_acc
-            state = {"epoch": epoch + 1, "val_accuracy": row["val_accuracy"], "seed": cfg.seed}
-            runs.save_checkpoint(run_dir, "last", model, state)
+            improved = monitored > state["best"]
+            state["stale"] = 0 if improved else state["stale"] + 1
             if improved:
-                best_acc, best_epoch, stale = monitored, epoch + 1, 0
-                runs.save_checkpoint(run_dir, "best", model, state)
-            else:
-                stale += 1
+                state["best"], state["best_epoch"] = monitored, epoch + 1
+            state["epoch"] = epoch + 1
+            state["fit_seconds"] += seconds
+            saved_state = {**state, "seed": cfg.seed, "val_accuracy": row["val_accuracy"]}
+            # `best` before `last`: whatever `last` says about the best epoch is then already on disk.
+            if improved:
+                runs.save_checkpoint(run_dir, "best", model, saved_state)
+            runs.save_checkpoint(run_dir, "last", model, saved_state)
             console.print(
                 f"epoch {epoch + 1:>3}/{tcfg.epochs}  loss {row['loss']:.4f}  acc {row['accuracy']:.4f}  "
                 f"val_loss {_fmt(row['val_loss'])}  val_acc {_fmt(row['val_accuracy'])}  "
                 f"lr {lr:.2e}  {seconds:.1f}s{'  *best' if improved else ''}",
                 highlight=False,
             )
-            if on_epoch:
-                on_epoch(row)
             patience = tcfg.early_stopping_patience
-            if patience is not None and stale >= patience:
+            if patience is not None and state["stale"] >= patience:
                 console.print(
                     f"early stopping: no validation improvement for {patience} epochs", highlight=False
                 )
@@ -283,17 +345,17 @@ def train(
     # Score the best checkpoint as saved on disk: exactly what `mnist-rnn eval` will load.
     best_model, _ = runs.load_checkpoint(run_dir, "best")
     test = score(best_model, dataset.test, tcfg.eval_batch_size)
-    trained = len(history) * len(train_y)
+    fit_seconds = state["fit_seconds"]
     metrics = {
-        "best_val_accuracy": best_acc if dataset.val is not None else None,
-        "best_epoch": best_epoch,
+        "best_val_accuracy": state["best"] if dataset.val is not None else None,
+        "best_epoch": state["best_epoch"],
         "epochs_run": len(history),
         "stopped_early": stopped_early,
         "test_accuracy": test.accuracy,
         "test_loss": test.loss,
         "test_checkpoint": "best",
         "train_seconds": round(fit_seconds, 3),
-        "samples_per_second": round(trained / fit_seconds, 1) if fit_seconds else None,
+        "samples_per_second": round(len(history) * len(train_y) / fit_seconds, 1) if fit_seconds else None,
         "train_samples": len(train_y),
         "test_samples": test.samples,
         "device": device,

@@ -1,0 +1,115 @@
+"""Interrupt a real training process (SIGKILL, SIGTERM, SIGINT) and resume it: the result must equal an
+uninterrupted run bit for bit (CPU, dropout 0), history included."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from mnist_rnn import runs
+from tests.conftest import REPO, TINY
+
+# Slightly bigger than TINY so that an epoch lasts long enough to be interrupted in the middle of a run.
+RESUMABLE = {
+    **TINY,
+    "data": {**TINY["data"], "limit_train": 3072},
+    "model": {"cell": "lstm", "units": [24]},
+    "train": {**TINY["train"], "epochs": 8, "learning_rate": 0.005},
+}
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.Popen(
+        [sys.executable, "-m", "mnist_rnn", *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _finish(proc: subprocess.Popen[str]) -> tuple[int, str]:
+    _, err = proc.communicate(timeout=300)
+    return proc.returncode, err
+
+
+def _epochs_done(run: Path) -> int:
+    try:
+        return len(runs.read_history(run))
+    except (OSError, ValueError):
+        return 0
+
+
+def _history_without_time(run: Path) -> list[dict[str, str]]:
+    return [{k: v for k, v in row.items() if k != "seconds"} for row in runs.read_history(run)]
+
+
+def _weights(run: Path) -> list[np.ndarray]:
+    model, _ = runs.load_checkpoint(run, "last")
+    return [np.asarray(w) for w in model.get_weights()]
+
+
+@pytest.fixture(scope="module")
+def config(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("resume") / "resumable.yaml"
+    path.write_text(yaml.safe_dump(RESUMABLE))
+    return path
+
+
+@pytest.fixture(scope="module")
+def reference(config: Path) -> Path:
+    run = config.parent / "uninterrupted"
+    code, err = _finish(_cli("train", "-c", str(config), "--run-dir", str(run), cwd=config.parent))
+    assert code == 0, err
+    return run
+
+
+@pytest.mark.parametrize(
+    ("sig", "expected_code"),
+    [(signal.SIGKILL, -signal.SIGKILL), (signal.SIGTERM, 143), (signal.SIGINT, 130)],
+    ids=["SIGKILL", "SIGTERM", "SIGINT"],
+)
+def test_interrupted_then_resumed_equals_uninterrupted(
+    config: Path, reference: Path, sig, expected_code
+) -> None:
+    run = config.parent / f"cut-{sig.name}"
+    kill_after = random.Random(sig).randint(1, 4)  # epochs finished before the signal: a random point
+    proc = _cli("train", "-c", str(config), "--run-dir", str(run), cwd=config.parent)
+    deadline = time.monotonic() + 120
+    while _epochs_done(run) < kill_after and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert proc.poll() is None, "training finished before it could be interrupted"
+    proc.send_signal(sig)
+    code, err = _finish(proc)
+    assert code == expected_code, err
+    if sig != signal.SIGKILL:
+        assert f"resume with: mnist-rnn train --resume {run}" in err
+        assert "Traceback" not in err
+    assert _epochs_done(run) < RESUMABLE["train"]["epochs"]
+
+    code, err = _finish(_cli("train", "--resume", str(run), cwd=config.parent))
+    assert code == 0, err
+    assert _history_without_time(run) == _history_without_time(reference)
+    for got, want in zip(_weights(run), _weights(reference), strict=True):
+        np.testing.assert_array_equal(got, want)
+    assert "resumed" in (run / "command.txt").read_text()
+
+
+def test_resume_refuses_a_changed_config_and_a_finished_run(config: Path, reference: Path) -> None:
+    code, err = _finish(
+        _cli("train", "--resume", str(reference), "--set", "model.units=[8]", cwd=config.parent)
+    )
+    assert code == 2 and "differs from the run's saved config in model.units" in err
+    code, err = _finish(_cli("train", "--resume", str(reference), cwd=config.parent))
+    assert code == 2 and "already finished 8 of 8 epochs" in err
