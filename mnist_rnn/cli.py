@@ -184,7 +184,8 @@ def _train(
     argv += ["--run-dir", str(run_dir)] if run_dir else []
     argv += ["--name", name] if name else []
     argv += ["--resume", str(resume)] if resume else []
-    train(cfg, dataset, target, device, err_console, argv=argv, resume=resume is not None)
+    with runs.run_lock(target):
+        train(cfg, dataset, target, device, err_console, argv=argv, resume=resume is not None)
     return target
 
 

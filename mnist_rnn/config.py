@@ -107,6 +107,8 @@ class TrainConfig(_Frozen):
     lr_step_every: PositiveInt = 5  # lr_schedule: step — epochs between decays
     lr_step_factor: Annotated[float, Field(gt=0.0, le=1.0)] = 0.5
     early_stopping_patience: PositiveInt | None = None
+    checkpoint_every_steps: PositiveInt | None = None  # also save `last` every N batches
+    checkpoint_every_minutes: PositiveFloat | None = 10.0  # ... and at least this often
     stateful: bool = False
     shuffle: bool = True
     device: Device = Device.auto

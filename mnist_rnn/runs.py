@@ -21,7 +21,8 @@ import json
 import os
 import shlex
 import shutil
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -42,6 +43,7 @@ CHECKPOINTS = "checkpoints"
 MODEL_FILE = "model.keras"
 STATE_FILE = "state.json"
 CHECKPOINT_NAMES = ("best", "last")
+LOCK = ".lock"
 HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds")
 
 
@@ -139,19 +141,6 @@ def read_history(run_dir: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def load_history(run_dir: Path, epochs: int) -> list[dict[str, Any]]:
-    """History rows of the first `epochs` epochs, as numbers (floats round-trip exactly through CSV)."""
-    if not (run_dir / HISTORY).exists():
-        return []
-    rows = []
-    for raw in read_history(run_dir):
-        row: dict[str, Any] = {k: (float(v) if v != "" else None) for k, v in raw.items()}
-        row["epoch"] = int(raw["epoch"])
-        if row["epoch"] <= epochs:
-            rows.append(row)
-    return rows
-
-
 def write_metrics(run_dir: Path, metrics: dict[str, Any], name: str = METRICS) -> None:
     atomic_write_json(run_dir / name, metrics)
 
@@ -164,7 +153,11 @@ def checkpoint_dir(run_dir: Path, which: str) -> Path:
 
 
 def save_checkpoint(run_dir: Path, which: str, model: keras.Model, state: dict[str, Any]) -> Path:
-    """Write model (weights + optimizer) and state into a fresh folder, then swap it in for `which`."""
+    """Write model (weights + optimizer) and state into a fresh folder, then swap it in for `which`.
+
+    The checkpoint it replaces is kept as `<which>.prev`: if a crash lands between the two renames, or
+    the new one later fails to load, the previous one is still there (load_checkpoint falls back to it).
+    """
     final = checkpoint_dir(run_dir, which)
     tmp = final.with_name(f".{which}.tmp-{os.getpid()}")
     if tmp.exists():
@@ -175,34 +168,35 @@ def save_checkpoint(run_dir: Path, which: str, model: keras.Model, state: dict[s
         os.fsync(f.fileno())
     atomic_write_json(tmp / STATE_FILE, state)
     _fsync_dir(tmp)
-    # Swap: the old checkpoint stays on disk as `<which>.prev` until the new one is in place, so a crash
-    # at any moment leaves at least one complete checkpoint (load_checkpoint falls back to `.prev`).
     previous = final.with_name(f"{which}.prev")
-    if previous.exists():
-        shutil.rmtree(previous)
     if final.exists():
+        if previous.exists():
+            shutil.rmtree(previous)
         os.replace(final, previous)
     os.replace(tmp, final)
     _fsync_dir(final.parent)
-    if previous.exists():
-        shutil.rmtree(previous)
     return final
 
 
-def find_checkpoint(run_dir: Path, which: str) -> Path:
+def _candidates(run_dir: Path, which: str) -> list[Path]:
     if which not in CHECKPOINT_NAMES:
         raise RunError(f"unknown checkpoint {which!r}; use one of: {', '.join(CHECKPOINT_NAMES)}")
-    for candidate in (checkpoint_dir(run_dir, which), checkpoint_dir(run_dir, f"{which}.prev")):
-        if (candidate / MODEL_FILE).is_file():
-            return candidate
-    raise RunError(
-        f"{run_dir}: no '{which}' checkpoint (expected {checkpoint_dir(run_dir, which) / MODEL_FILE}); "
-        "has this run finished an epoch?"
-    )
+    paths = (checkpoint_dir(run_dir, which), checkpoint_dir(run_dir, f"{which}.prev"))
+    return [p for p in paths if (p / MODEL_FILE).is_file()]
+
+
+def find_checkpoint(run_dir: Path, which: str) -> Path:
+    found = _candidates(run_dir, which)
+    if not found:
+        raise RunError(
+            f"{run_dir}: no '{which}' checkpoint (expected {checkpoint_dir(run_dir, which) / MODEL_FILE}); "
+            "has this run finished an epoch?"
+        )
+    return found[0]
 
 
 def read_checkpoint_state(run_dir: Path, which: str) -> dict[str, Any]:
-    """state.json of a checkpoint (epoch, best so far, counters) without loading the model."""
+    """state.json of a checkpoint (epoch, step, best so far, counters) without loading the model."""
     path = find_checkpoint(run_dir, which) / STATE_FILE
     try:
         return json.loads(path.read_text())
@@ -212,16 +206,70 @@ def read_checkpoint_state(run_dir: Path, which: str) -> dict[str, Any]:
         ) from None
 
 
-def load_checkpoint(run_dir: Path, which: str) -> tuple[keras.Model, dict[str, Any]]:
+def load_checkpoint(
+    run_dir: Path, which: str, warn: Callable[[str], Any] | None = None
+) -> tuple[keras.Model, dict[str, Any]]:
+    """Load `which` (model and state); if it is damaged, warn and load the previous one instead."""
     import keras
 
-    path = find_checkpoint(run_dir, which)
+    problems = []
+    for path in _candidates(run_dir, which) or [find_checkpoint(run_dir, which)]:
+        try:
+            state = json.loads((path / STATE_FILE).read_text()) if (path / STATE_FILE).exists() else {}
+            model = keras.saving.load_model(path / MODEL_FILE)
+        except Exception as exc:  # zip, h5 and json errors all mean the same thing here
+            problems.append(f"{path}: {type(exc).__name__}: {str(exc)[:200]}")
+            continue
+        if problems and warn is not None:
+            warn(f"warning: checkpoint cannot be loaded ({problems[0]}); using the previous one, {path}")
+        return model, state
+    raise RunError(f"{run_dir}: no loadable '{which}' checkpoint ({'; '.join(problems)})")
+
+
+@contextmanager
+def run_lock(run_dir: Path) -> Iterator[None]:
+    """Hold `run_dir/.lock` (our PID) while writing a run, so a second writer is refused.
+
+    A lock left by a process that no longer exists (kill -9, power cut) is taken over.
+    """
+    path = run_dir / LOCK
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            break
+        except FileExistsError:
+            owner = _lock_owner(path)
+            if owner is not None and owner != os.getpid() and _alive(owner):
+                raise RunError(
+                    f"{run_dir}: another process (pid {owner}) is writing this run; wait for it to finish "
+                    f"or stop it (kill {owner}), then retry"
+                ) from None
+            path.unlink(missing_ok=True)  # stale: its writer is gone
+    else:  # pragma: no cover - lost a race twice
+        raise RunError(f"{run_dir}: could not take the run lock {path}; retry")
     try:
-        model = keras.saving.load_model(path / MODEL_FILE)
-        state = json.loads((path / STATE_FILE).read_text()) if (path / STATE_FILE).exists() else {}
-    except Exception as exc:  # zip, h5 and json errors all mean the same thing here
-        raise RunError(f"{path}: checkpoint cannot be loaded ({type(exc).__name__}: {exc})") from None
-    return model, state
+        os.write(fd, str(os.getpid()).encode())
+        os.close(fd)
+        yield
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def _lock_owner(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip() or "0") or None
+    except (OSError, ValueError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
 
 
 # ----------------------------------------------------------------------------------- reading runs

@@ -13,7 +13,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import datetime
@@ -139,30 +139,59 @@ def _graceful_signals(stop: _StopRequest) -> Iterator[None]:
 
 
 class _BatchWatch:
-    """Keras callback (built lazily so Keras is imported only here): feeds the Rich progress bar, stops
-    training at the first batch whose loss is not finite (remembering which), and after the batch in
-    flight when a stop was requested."""
+    """Keras callback factory (Keras is imported only here). Per batch: feed the progress bar, stop at
+    the first non-finite loss, stop after the batch in flight when a signal asked for it, and offer the
+    step to `on_step` (mid-epoch checkpoints). At epoch start it restores the running loss/accuracy
+    totals of an epoch resumed part-way, so the epoch's figures equal an uninterrupted epoch's."""
 
     @staticmethod
-    def make(progress: Progress, task: Any, stop: _StopRequest) -> keras.callbacks.Callback:
+    def make(
+        progress: Progress,
+        task: Any,
+        stop: _StopRequest,
+        first_step: int,
+        metric_state: list[Any] | None,
+        on_step: Callable[[int], None],
+    ) -> keras.callbacks.Callback:
         import keras
 
         class Callback(keras.callbacks.Callback):
-            bad_batch: int | None = None
+            bad_step: int | None = None
+            last_step: int = first_step
+
+            def on_epoch_begin(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+                if metric_state is not None:
+                    for variable, value in zip(metric_variables(self.model), metric_state, strict=True):
+                        variable.assign(np.asarray(value, dtype=variable.dtype))
 
             def on_train_batch_end(self, batch: int, logs: dict[str, float] | None = None) -> None:
                 logs = logs or {}
+                step = first_step + batch + 1
                 loss = float(logs.get("loss", float("nan")))
+                progress.update(
+                    task, completed=step, loss=loss, acc=float(logs.get("accuracy", float("nan")))
+                )
                 if not math.isfinite(loss):
-                    self.bad_batch = batch + 1
+                    self.bad_step = step
                     self.model.stop_training = True
+                    return
+                self.last_step = step
                 if stop.signum is not None:
                     self.model.stop_training = True
-                progress.update(
-                    task, completed=batch + 1, loss=loss, acc=float(logs.get("accuracy", float("nan")))
-                )
+                else:
+                    on_step(step)
 
         return Callback()
+
+
+def metric_variables(model: keras.Model) -> list[Any]:
+    """The variables behind fit's running loss and accuracy (totals and counts)."""
+    return [v for metric in model.metrics for v in metric.variables]
+
+
+def _build_metrics(model: keras.Model, x: np.ndarray, y: np.ndarray) -> None:
+    """Keras builds compile metrics on their first update; build them so their state can be restored."""
+    model.compute_metrics(x[:1], y[:1], model(x[:1], training=False), sample_weight=None)
 
 
 class _TensorBoard:
@@ -197,13 +226,20 @@ def _fmt(value: float | None, spec: str = ".4f") -> str:
     return "-" if value is None else format(value, spec)
 
 
-def _interrupted(stop: _StopRequest, run_dir: Path, epoch: int, saved_epoch: int) -> Interrupted:
-    name = signal.Signals(stop.signum or signal.SIGINT).name
-    return Interrupted(
-        f"stopped by {name} during epoch {epoch}; checkpoints/last holds epoch {saved_epoch}; "
-        f"resume with: mnist-rnn train --resume {run_dir}",
-        128 + int(stop.signum or signal.SIGINT),
-    )
+class _CheckpointClock:
+    """Decides when a mid-epoch `last` checkpoint is due: every N steps and/or every M minutes."""
+
+    def __init__(self, every_steps: int | None, every_minutes: float | None) -> None:
+        self.every_steps, self.every_seconds = every_steps, (every_minutes * 60 if every_minutes else None)
+        self.last = time.monotonic()
+
+    def due(self, global_step: int) -> bool:
+        by_steps = self.every_steps is not None and global_step % self.every_steps == 0
+        by_time = self.every_seconds is not None and time.monotonic() - self.last >= self.every_seconds
+        return by_steps or by_time
+
+    def saved(self) -> None:
+        self.last = time.monotonic()
 
 
 def train(
@@ -217,9 +253,10 @@ def train(
 ) -> dict[str, Any]:
     """Train `cfg` on `dataset`, writing everything into `run_dir` (already created). Returns metrics.
 
-    With `resume`, continue from `run_dir/checkpoints/last`: weights, optimizer state, epoch counter,
-    best-so-far and early-stopping counters; an epoch cut short is trained again from its start, in the
-    same order, so the result equals an uninterrupted run.
+    With `resume`, continue from `run_dir/checkpoints/last`, which may sit at an epoch end or part-way
+    through an epoch: weights, optimizer slots and step, epoch and batch position, best-so-far,
+    early-stopping counter, history, and fit's running loss/accuracy totals. The data order of an epoch
+    is a function of (seed, epoch), so the remaining batches are exactly those an uninterrupted run sees.
     """
     import tensorflow as tf
 
@@ -237,24 +274,39 @@ def train(
             console.print(f"note: {reason}: Keras will not use the cuDNN kernel", highlight=False)
 
     tcfg = cfg.train
-    state: dict[str, Any] = {"epoch": 0, "best": -1.0, "best_epoch": 0, "stale": 0, "fit_seconds": 0.0}
+    train_x, train_y = dataset.train.x, dataset.train.y
+    # `epoch`: epochs finished; `step`: batches finished of the next one (0 at an epoch boundary).
+    state: dict[str, Any] = {
+        "epoch": 0, "step": 0, "best": -1.0, "best_epoch": 0, "stale": 0, "fit_seconds": 0.0,
+        "history": [], "metric_state": None, "seed": cfg.seed,
+    }  # fmt: skip
     with tf.device(device):
         if resume:
-            model, saved = runs.load_checkpoint(run_dir, "last")
+            model, saved = runs.load_checkpoint(run_dir, "last", warn=console.print)
             state.update({k: saved[k] for k in state if k in saved})
-            console.print(f"resuming after epoch {state['epoch']} from {run_dir}", highlight=False)
+            _build_metrics(model, train_x, train_y)
+            console.print(
+                f"resuming at epoch {state['epoch'] + 1}, batch {state['step']} from {run_dir}",
+                highlight=False,
+            )
         else:
             model = build_model(cfg.model, dataset.input_shape)
             compile_model(model, tcfg)
     console.print(f"model: {model.name}, {model.count_params():,} parameters", highlight=False)
 
-    train_x, train_y = dataset.train.x, dataset.train.y
     steps_per_epoch = math.ceil(len(train_y) / tcfg.batch_size)
     tensorboard = _TensorBoard(run_dir, cfg.run.tensorboard)
-    # Rows past the checkpoint (written just before a crash) are dropped: that epoch is trained again.
-    history = runs.load_history(run_dir, state["epoch"]) if resume else []
+    history: list[dict[str, Any]] = state["history"]
+    runs.write_history(run_dir, history)  # drops rows written after the checkpoint, before a crash
     stopped_early = False
     stop = _StopRequest()
+    clock = _CheckpointClock(tcfg.checkpoint_every_steps, tcfg.checkpoint_every_minutes)
+
+    def save_mid_epoch(step: int, elapsed: float) -> None:
+        mid = {**state, "step": step, "fit_seconds": state["fit_seconds"] + elapsed}
+        mid["metric_state"] = [np.asarray(v).tolist() for v in metric_variables(model)]
+        runs.save_checkpoint(run_dir, "last", model, mid)
+        clock.saved()
 
     progress = Progress(
         TextColumn("epoch {task.fields[epoch]}"),
@@ -268,31 +320,41 @@ def train(
     with progress, _graceful_signals(stop):
         for epoch in range(state["epoch"], tcfg.epochs):
             if stop.signum is not None:  # arrived between epochs (validation, checkpointing)
-                raise _interrupted(stop, run_dir, epoch + 1, state["epoch"])
+                raise _interrupted(stop, run_dir, epoch, state["epoch"], 0)
+            first_step = state["step"]  # non-zero only for an epoch resumed part-way
             lr = learning_rate(tcfg, epoch)
             model.optimizer.learning_rate.assign(lr)
-            order = epoch_order(cfg.seed, epoch, len(train_y), tcfg.shuffle)
+            order = epoch_order(cfg.seed, epoch, len(train_y), tcfg.shuffle)[first_step * tcfg.batch_size :]
             task = progress.add_task(
-                "", total=steps_per_epoch, epoch=f"{epoch + 1}/{tcfg.epochs}", loss=0.0, acc=0.0
-            )
+                "", total=steps_per_epoch, completed=first_step, epoch=f"{epoch + 1}/{tcfg.epochs}", loss=0.0,
+                acc=0.0,
+            )  # fmt: skip
             start = time.perf_counter()
+
+            def on_step(step: int, epoch: int = epoch, start: float = start) -> None:
+                if clock.due(epoch * steps_per_epoch + step) and step < steps_per_epoch:
+                    save_mid_epoch(step, time.perf_counter() - start)
+
+            watch = _BatchWatch.make(progress, task, stop, first_step, state["metric_state"], on_step)
             # A plain slices->batch pipeline in the epoch's order (Keras's numpy adapter adds a map stage).
             batches = tf.data.Dataset.from_tensor_slices((train_x[order], train_y[order])).batch(
                 tcfg.batch_size
             )
-            watch = _BatchWatch.make(progress, task, stop)
             with tf.device(device):
                 logs = model.fit(
-                    batches.prefetch(2),
-                    epochs=1,
-                    shuffle=False,  # already in the epoch's order
-                    verbose=0,
-                    callbacks=[watch],
+                    batches.prefetch(2), epochs=1, shuffle=False, verbose=0, callbacks=[watch]
                 ).history
             seconds = time.perf_counter() - start
             progress.remove_task(task)
-            if stop.signum is not None:  # the epoch was cut short: keep the checkpoint of the last whole one
-                raise _interrupted(stop, run_dir, epoch + 1, state["epoch"])
+            if watch.bad_step is not None or not math.isfinite(logs["loss"][-1]):
+                raise TrainingError(
+                    f"loss became {logs['loss'][-1]} at epoch {epoch + 1}, batch {watch.bad_step}; "
+                    f"nothing was saved from it and the last good checkpoint in {run_dir} is kept; "
+                    "lower train.learning_rate or set train.clipnorm"
+                )
+            if stop.signum is not None and watch.last_step < steps_per_epoch:
+                save_mid_epoch(watch.last_step, seconds)  # the batch in flight finished: keep it
+                raise _interrupted(stop, run_dir, epoch, epoch, watch.last_step)
 
             val = score(model, dataset.val, tcfg.eval_batch_size) if dataset.val is not None else None
             row = {
@@ -304,30 +366,23 @@ def train(
                 "lr": lr,
                 "seconds": round(seconds, 3),
             }
-            if watch.bad_batch is not None or not math.isfinite(row["loss"]):
-                raise TrainingError(
-                    f"loss became {row['loss']} at epoch {epoch + 1}, "
-                    f"batch {watch.bad_batch or steps_per_epoch}; "
-                    f"no checkpoint was written from it and the last good one in {run_dir} is kept; "
-                    "lower train.learning_rate or set train.clipnorm"
-                )
             history.append(row)
-            runs.write_history(run_dir, history)
-            tensorboard.log(epoch + 1, row)
-
             # Without validation, the latest epoch is the best one we can name.
             monitored = row["val_accuracy"] if val else row["accuracy"]
             improved = monitored > state["best"]
             state["stale"] = 0 if improved else state["stale"] + 1
             if improved:
                 state["best"], state["best_epoch"] = monitored, epoch + 1
-            state["epoch"] = epoch + 1
-            state["fit_seconds"] += seconds
-            saved_state = {**state, "seed": cfg.seed, "val_accuracy": row["val_accuracy"]}
+            state.update(
+                epoch=epoch + 1, step=0, metric_state=None, fit_seconds=state["fit_seconds"] + seconds
+            )
             # `best` before `last`: whatever `last` says about the best epoch is then already on disk.
             if improved:
-                runs.save_checkpoint(run_dir, "best", model, saved_state)
-            runs.save_checkpoint(run_dir, "last", model, saved_state)
+                runs.save_checkpoint(run_dir, "best", model, state)
+            runs.save_checkpoint(run_dir, "last", model, state)
+            clock.saved()
+            runs.write_history(run_dir, history)
+            tensorboard.log(epoch + 1, row)
             console.print(
                 f"epoch {epoch + 1:>3}/{tcfg.epochs}  loss {row['loss']:.4f}  acc {row['accuracy']:.4f}  "
                 f"val_loss {_fmt(row['val_loss'])}  val_acc {_fmt(row['val_accuracy'])}  "
@@ -343,7 +398,7 @@ def train(
                 break
 
     # Score the best checkpoint as saved on disk: exactly what `mnist-rnn eval` will load.
-    best_model, _ = runs.load_checkpoint(run_dir, "best")
+    best_model, _ = runs.load_checkpoint(run_dir, "best", warn=console.print)
     test = score(best_model, dataset.test, tcfg.eval_batch_size)
     fit_seconds = state["fit_seconds"]
     metrics = {
@@ -363,6 +418,18 @@ def train(
     runs.write_metrics(run_dir, metrics)
     _summary_table(console, metrics, asdict(test))
     return metrics
+
+
+def _interrupted(
+    stop: _StopRequest, run_dir: Path, epoch: int, saved_epoch: int, saved_step: int
+) -> Interrupted:
+    name = signal.Signals(stop.signum or signal.SIGINT).name
+    where = f"epoch {saved_epoch}" if not saved_step else f"epoch {saved_epoch + 1}, batch {saved_step}"
+    return Interrupted(
+        f"stopped by {name} during epoch {epoch + 1}; checkpoints/last holds {where}; "
+        f"resume with: mnist-rnn train --resume {run_dir}",
+        128 + int(stop.signum or signal.SIGINT),
+    )
 
 
 def _summary_table(console: Console, metrics: dict[str, Any], test: dict[str, Any]) -> None:

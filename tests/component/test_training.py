@@ -112,3 +112,58 @@ def test_validation_zero_trains_on_everything_and_tracks_training_accuracy(
     metrics = _train(tiny_config, tmp_path / "run", ("data.validation=0", "train.epochs=1"))
     assert metrics["best_val_accuracy"] is None and metrics["best_epoch"] == 1
     assert runs.read_history(tmp_path / "run")[0]["val_accuracy"] == ""
+
+
+def _history_without_time(run: Path) -> list[dict[str, str]]:
+    return [{k: v for k, v in row.items() if k != "seconds"} for row in runs.read_history(run)]
+
+
+def test_sigterm_mid_epoch_saves_that_step_and_resume_is_exact(
+    tiny_config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+    import signal
+
+    from mnist_rnn import train as train_module
+    from mnist_rnn.errors import Interrupted
+
+    overrides = ("train.epochs=3", "train.checkpoint_every_steps=4")
+    _train(tiny_config, tmp_path / "reference", overrides)
+
+    # Deliver SIGTERM to ourselves while batch 22 of 48 runs (epoch 2, batch 6); the batch in flight
+    # finishes, so training stops after global step 23 and saves exactly there.
+    real_due = train_module._CheckpointClock.due
+
+    def due(self, global_step: int) -> bool:
+        if global_step == 22:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real_due(self, global_step)
+
+    monkeypatch.setattr(train_module._CheckpointClock, "due", due)
+    run = tmp_path / "cut"
+    with pytest.raises(Interrupted) as info:
+        _train(tiny_config, run, overrides)
+    assert info.value.exit_code == 143
+    assert "checkpoints/last holds epoch 2, batch 7" in str(info.value)
+    state = runs.read_checkpoint_state(run, "last")
+    assert (state["epoch"], state["step"]) == (1, 7) and state["metric_state"]
+    monkeypatch.setattr(train_module._CheckpointClock, "due", real_due)
+
+    from mnist_rnn.train import select_device, train
+
+    cfg = load_config(tiny_config, overrides)
+    train(cfg, load_dataset(cfg.data, cfg.seed), run, select_device("cpu"), Console(quiet=True), resume=True)
+    assert _history_without_time(run) == _history_without_time(tmp_path / "reference")
+    for got, want in zip(_weights(run, "last"), _weights(tmp_path / "reference", "last"), strict=True):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_a_corrupt_last_checkpoint_falls_back_to_the_previous_one(tiny_config: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    _train(tiny_config, run, ("train.epochs=2",))
+    model_file = run / "checkpoints" / "last" / "model.keras"
+    model_file.write_bytes(model_file.read_bytes()[:800])  # what a kill during a naive save leaves
+    warnings: list[str] = []
+    _, state = runs.load_checkpoint(run, "last", warn=warnings.append)
+    assert state["epoch"] == 1  # the previous checkpoint
+    assert len(warnings) == 1 and "using the previous one" in warnings[0]

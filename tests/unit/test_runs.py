@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from datetime import datetime
 from pathlib import Path
 
@@ -108,3 +109,71 @@ def test_history_round_trips_with_empty_cells_for_missing_values(tmp_path: Path)
     back = runs.read_history(tmp_path)
     assert back[0]["val_loss"] == "" and back[0]["epoch"] == "1"
     assert list(back[0]) == list(runs.HISTORY_COLUMNS)
+
+
+def test_run_lock_refuses_a_live_writer_and_takes_over_a_dead_ones(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        (tmp_path / runs.LOCK).write_text(str(live.pid))
+        refused = pytest.raises(RunError, match=f"another process \\(pid {live.pid}\\) is writing this run")
+        with refused, runs.run_lock(tmp_path):
+            pass
+    finally:
+        live.kill()
+        live.wait()
+    (tmp_path / runs.LOCK).write_text(str(live.pid))  # now a dead writer's lock
+    with runs.run_lock(tmp_path):
+        assert (tmp_path / runs.LOCK).read_text() == str(os.getpid())
+    assert not (tmp_path / runs.LOCK).exists()
+
+
+WRITER = r"""
+import sys, time
+from pathlib import Path
+from mnist_rnn import runs
+
+class SlowModel:
+    def __init__(self, n): self.n = n
+    def save(self, path):
+        with open(path, "wb") as f:
+            for _ in range(20):
+                f.write(bytes([self.n % 256]) * 1000)
+                f.flush()
+                time.sleep(0.001)
+
+run = Path(sys.argv[1])
+(run / "checkpoints").mkdir(parents=True, exist_ok=True)
+print("ready", flush=True)
+n = 0
+while True:
+    n += 1
+    runs.save_checkpoint(run, "last", SlowModel(n), {"n": n})
+"""
+
+
+def test_kill_during_checkpoint_writes_always_leaves_a_loadable_checkpoint(tmp_path: Path) -> None:
+    """SIGKILL a process that writes checkpoints in a loop, 20 times at random moments; every time the
+    checkpoint that find_checkpoint returns is complete and matches its state."""
+    import random
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import REPO
+
+    rng = random.Random(20)
+    run = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    for _ in range(20):
+        proc = subprocess.Popen([sys.executable, "-c", WRITER, str(run)], stdout=subprocess.PIPE, env=env)
+        assert proc.stdout is not None and proc.stdout.readline().strip() == b"ready"
+        time.sleep(rng.uniform(0.03, 0.25))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        found = runs.find_checkpoint(run, "last")
+        n = json.loads((found / runs.STATE_FILE).read_text())["n"]
+        assert (found / runs.MODEL_FILE).read_bytes() == bytes([n % 256]) * 20000
