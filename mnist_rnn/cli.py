@@ -176,7 +176,6 @@ def _train(
     dataset = load_dataset(cfg.data, cfg.seed)
     # Everything is validated: only now does anything appear on disk.
     runs.create_run_dir(target)
-    err_console.print(f"run directory: {target}", highlight=False)
     argv = ["mnist-rnn", "train"]
     argv += ["--config", str(config)] if config else []
     for item in overrides or []:
@@ -185,6 +184,7 @@ def _train(
     argv += ["--name", name] if name else []
     argv += ["--resume", str(resume)] if resume else []
     with runs.run_lock(target):
+        err_console.print(f"run directory: {target}", highlight=False)
         train(cfg, dataset, target, device, err_console, argv=argv, resume=resume is not None)
     return target
 

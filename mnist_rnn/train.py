@@ -195,8 +195,12 @@ def _build_metrics(model: keras.Model, x: np.ndarray, y: np.ndarray) -> None:
 
 
 class _TensorBoard:
+    """Per-epoch scalars under tensorboard/{train,validation}. `.logged_epoch` records the last epoch
+    written, so a resumed run logs exactly the epochs that a crash kept from being logged."""
+
     def __init__(self, run_dir: Path, enabled: bool) -> None:
         self.writers: dict[str, Any] = {}
+        self.marker = run_dir / runs.TENSORBOARD / ".logged_epoch"
         if enabled:
             import tensorflow as tf
 
@@ -204,6 +208,12 @@ class _TensorBoard:
             self.writers = {
                 name: tf.summary.create_file_writer(str(base / name)) for name in ("train", "validation")
             }
+
+    def catch_up(self, history: list[dict[str, Any]]) -> None:
+        logged = int(self.marker.read_text()) if self.marker.exists() else 0
+        for row in history:
+            if row["epoch"] > logged:
+                self.log(row["epoch"], row)
 
     def log(self, epoch: int, row: dict[str, Any]) -> None:
         if not self.writers:
@@ -220,6 +230,7 @@ class _TensorBoard:
                     if value is not None:
                         tf.summary.scalar(key, value)
             self.writers[name].flush()
+        runs.atomic_write_text(self.marker, str(epoch))
 
 
 def _fmt(value: float | None, spec: str = ".4f") -> str:
@@ -298,6 +309,7 @@ def train(
     tensorboard = _TensorBoard(run_dir, cfg.run.tensorboard)
     history: list[dict[str, Any]] = state["history"]
     runs.write_history(run_dir, history)  # drops rows written after the checkpoint, before a crash
+    tensorboard.catch_up(history)  # and logs the ones a crash kept from TensorBoard
     stopped_early = False
     stop = _StopRequest()
     clock = _CheckpointClock(tcfg.checkpoint_every_steps, tcfg.checkpoint_every_minutes)

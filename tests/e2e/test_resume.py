@@ -23,7 +23,8 @@ RESUMABLE = {
     **TINY,
     "data": {**TINY["data"], "limit_train": 3072},
     "model": {"cell": "lstm", "units": [24]},
-    "train": {**TINY["train"], "epochs": 8, "learning_rate": 0.005},
+    "train": {**TINY["train"], "epochs": 8, "learning_rate": 0.005, "checkpoint_every_steps": 5},
+    "run": {"tensorboard": True},
 }
 
 
@@ -53,6 +54,16 @@ def _epochs_done(run: Path) -> int:
 
 def _history_without_time(run: Path) -> list[dict[str, str]]:
     return [{k: v for k, v in row.items() if k != "seconds"} for row in runs.read_history(run)]
+
+
+def _tensorboard_epochs(run: Path) -> list[int]:
+    import tensorflow as tf
+
+    steps = []
+    for events in sorted((run / "tensorboard" / "train").glob("events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(str(events)):
+            steps += [event.step for value in event.summary.value if value.tag == "loss"]
+    return sorted(steps)
 
 
 def _weights(run: Path) -> list[np.ndarray]:
@@ -104,6 +115,7 @@ def test_interrupted_then_resumed_equals_uninterrupted(
     for got, want in zip(_weights(run), _weights(reference), strict=True):
         np.testing.assert_array_equal(got, want)
     assert "resumed" in (run / "command.txt").read_text()
+    assert _tensorboard_epochs(run) == list(range(1, RESUMABLE["train"]["epochs"] + 1))  # no gap, no repeat
 
 
 def test_resume_refuses_a_changed_config_and_a_finished_run(config: Path, reference: Path) -> None:
