@@ -160,9 +160,7 @@ class _BatchWatch:
             last_step: int = first_step
 
             def on_epoch_begin(self, epoch: int, logs: dict[str, float] | None = None) -> None:
-                if metric_state is not None:
-                    for variable, value in zip(metric_variables(self.model), metric_state, strict=True):
-                        variable.assign(np.asarray(value, dtype=variable.dtype))
+                _restore(metric_variables(self.model), metric_state)
 
             def on_train_batch_end(self, batch: int, logs: dict[str, float] | None = None) -> None:
                 logs = logs or {}
@@ -187,6 +185,17 @@ class _BatchWatch:
 def metric_variables(model: keras.Model) -> list[Any]:
     """The variables behind fit's running loss and accuracy (totals and counts)."""
     return [v for metric in model.metrics for v in metric.variables]
+
+
+def rng_variables(model: keras.Model) -> list[Any]:
+    """The states of Keras's seed generators (dropout masks). Keras saves them with the model but does
+    not restore them on load, so checkpoints carry them in state.json."""
+    return [v for v in model.variables if "seed_generator_state" in v.path]
+
+
+def _restore(variables: list[Any], values: list[Any] | None) -> None:
+    for variable, value in zip(variables, values or [], strict=bool(values)):
+        variable.assign(np.asarray(value, dtype=variable.dtype))
 
 
 def _build_metrics(model: keras.Model, x: np.ndarray, y: np.ndarray) -> None:
@@ -289,12 +298,13 @@ def train(
     # `epoch`: epochs finished; `step`: batches finished of the next one (0 at an epoch boundary).
     state: dict[str, Any] = {
         "epoch": 0, "step": 0, "best": -1.0, "best_epoch": 0, "stale": 0, "fit_seconds": 0.0,
-        "history": [], "metric_state": None, "seed": cfg.seed,
+        "history": [], "metric_state": None, "rng_state": None, "seed": cfg.seed,
     }  # fmt: skip
     with tf.device(device):
         if resume:
             model, saved = runs.load_checkpoint(run_dir, "last", warn=console.print)
             state.update({k: saved[k] for k in state if k in saved})
+            _restore(rng_variables(model), state["rng_state"])
             _build_metrics(model, train_x, train_y)
             console.print(
                 f"resuming at epoch {state['epoch'] + 1}, batch {state['step']} from {run_dir}",
@@ -317,6 +327,7 @@ def train(
     def save_mid_epoch(step: int, elapsed: float) -> None:
         mid = {**state, "step": step, "fit_seconds": state["fit_seconds"] + elapsed}
         mid["metric_state"] = [np.asarray(v).tolist() for v in metric_variables(model)]
+        mid["rng_state"] = [np.asarray(v).tolist() for v in rng_variables(model)]
         runs.save_checkpoint(run_dir, "last", model, mid)
         clock.saved()
 

@@ -118,8 +118,9 @@ def _history_without_time(run: Path) -> list[dict[str, str]]:
     return [{k: v for k, v in row.items() if k != "seconds"} for row in runs.read_history(run)]
 
 
+@pytest.mark.parametrize("dropout", [0.0, 0.3], ids=["no-dropout", "dropout"])
 def test_sigterm_mid_epoch_saves_that_step_and_resume_is_exact(
-    tiny_config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tiny_config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dropout: float
 ) -> None:
     import os
     import signal
@@ -127,7 +128,12 @@ def test_sigterm_mid_epoch_saves_that_step_and_resume_is_exact(
     from mnist_rnn import train as train_module
     from mnist_rnn.errors import Interrupted
 
-    overrides = ("train.epochs=3", "train.checkpoint_every_steps=4")
+    overrides = (
+        "train.epochs=3",
+        "train.checkpoint_every_steps=4",
+        "model.units=[16,16]",
+        f"model.dropout={dropout}",
+    )
     _train(tiny_config, tmp_path / "reference", overrides)
 
     # Deliver SIGTERM to ourselves while batch 22 of 48 runs (epoch 2, batch 6); the batch in flight

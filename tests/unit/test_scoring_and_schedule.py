@@ -44,3 +44,18 @@ def test_epoch_order_depends_only_on_seed_and_epoch() -> None:
     assert not np.array_equal(a, epoch_order(1, 4, 1000, shuffle=True))
     assert not np.array_equal(a, epoch_order(2, 3, 1000, shuffle=True))
     np.testing.assert_array_equal(epoch_order(1, 3, 5, shuffle=False), np.arange(5))
+
+
+def test_first_signal_requests_a_stop_and_a_second_aborts_at_once() -> None:
+    import os
+    import signal
+
+    from mnist_rnn.train import _graceful_signals, _StopRequest
+
+    stop = _StopRequest()
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(KeyboardInterrupt), _graceful_signals(stop):
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert stop.signum == signal.SIGTERM  # first: only a request
+        os.kill(os.getpid(), signal.SIGINT)  # second: abort
+    assert signal.getsignal(signal.SIGTERM) == before  # handlers restored
