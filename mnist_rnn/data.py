@@ -238,10 +238,10 @@ def _load_synthetic(cfg: DataConfig, seed: int) -> dict[str, np.ndarray]:
 # ---------------------------------------------------------------------------------------- layout
 
 
-def make_sequences(images: np.ndarray, layout: Layout) -> np.ndarray:
+def make_sequences(images: np.ndarray, layout: Layout | str) -> np.ndarray:
     """(N, 28, 28) uint8 images -> (N, steps, features) float32 in [0, 1]."""
     x = images.astype(np.float32) / np.float32(255.0)
-    if layout is Layout.rows:
+    if Layout(layout) is Layout.rows:
         return x  # (N, 28, 28): step t is image row t
     raise ValueError(f"unknown layout {layout}")  # pragma: no cover - the enum is exhaustive
 

@@ -43,3 +43,12 @@ class Interrupted(MnistRnnError):
     def __init__(self, message: str, exit_code: int) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+
+
+class ExportError(MnistRnnError):
+    """An export could not be written, or its artefact disagrees with the trained model (exit 1); a bad
+    request (unknown format, missing extra) is exit 2."""
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code

@@ -34,7 +34,9 @@ def cudnn_blockers(cfg: ModelConfig) -> list[str]:
     return reasons
 
 
-def _recurrent_layer(cfg: ModelConfig, units: int, return_sequences: bool, name: str) -> keras.layers.Layer:
+def _recurrent_layer(
+    cfg: ModelConfig, units: int, return_sequences: bool, name: str, cpu_safe: bool, unroll: bool
+) -> keras.layers.Layer:
     import keras
 
     layer_type = {
@@ -42,19 +44,33 @@ def _recurrent_layer(cfg: ModelConfig, units: int, return_sequences: bool, name:
         Cell.gru: keras.layers.GRU,
         Cell.simple_rnn: keras.layers.SimpleRNN,
     }
+    extra: dict[str, object] = {"unroll": unroll}
+    if cpu_safe and cfg.cell is not Cell.simple_rnn:
+        extra["use_cudnn"] = False  # never trace the cuDNN kernel into an exported graph
     layer = layer_type[cfg.cell](
         units,
         return_sequences=return_sequences,
         recurrent_dropout=cfg.recurrent_dropout,
         name=name,
+        **extra,
     )
     if cfg.bidirectional:
         return keras.layers.Bidirectional(layer, name=f"bi_{name}")
     return layer
 
 
-def build_model(cfg: ModelConfig, input_shape: tuple[int, int], batch_size: int | None = None) -> keras.Model:
-    """Build (not compile) the classifier for sequences of shape `input_shape` = (steps, features)."""
+def build_model(
+    cfg: ModelConfig,
+    input_shape: tuple[int, int],
+    batch_size: int | None = None,
+    cpu_safe: bool = False,
+    unroll: bool = False,
+) -> keras.Model:
+    """Build (not compile) the classifier for sequences of shape `input_shape` = (steps, features).
+
+    `cpu_safe`, `unroll` and a fixed `batch_size` build the serving twins used by export: the same
+    layers and weight layout, but a graph with no cuDNN op (SavedModel) or no loop (TFLite).
+    """
     import keras
 
     inputs = keras.Input(shape=input_shape, batch_size=batch_size, name="sequence")
@@ -65,7 +81,7 @@ def build_model(cfg: ModelConfig, input_shape: tuple[int, int], batch_size: int 
         is_last = i == len(cfg.units) - 1
         # The head needs every step only for `mean`; otherwise the last layer returns its last step.
         return_sequences = not is_last or cfg.head is Head.mean
-        x = _recurrent_layer(cfg, units, return_sequences, name=f"{cfg.cell}_{i}")(x)
+        x = _recurrent_layer(cfg, units, return_sequences, f"{cfg.cell}_{i}", cpu_safe, unroll)(x)
         if cfg.dropout and not is_last:
             x = keras.layers.Dropout(cfg.dropout, name=f"dropout_{i}")(x)
     if cfg.head is Head.mean:

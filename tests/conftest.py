@@ -60,3 +60,22 @@ def embedded_copy(tmp_path: Path) -> Path:
     for f in target.iterdir():
         f.chmod(0o644)
     return target
+
+
+@pytest.fixture(scope="session")
+def synthetic_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run trained on synthetic data (confident, so quantization keeps every class): for export checks."""
+    from rich.console import Console
+
+    from mnist_rnn import runs
+    from mnist_rnn.config import load_config
+    from mnist_rnn.data import load_dataset
+    from mnist_rnn.train import select_device, train
+
+    root = tmp_path_factory.mktemp("synthetic-run")
+    config = root / "tiny.yaml"
+    config.write_text(yaml.safe_dump({**TINY, "model": {"cell": "lstm", "units": [16, 16]}}))
+    cfg = load_config(config, ["train.epochs=5", "data.limit_test=1000"])
+    run = runs.create_run_dir(root / "run")
+    train(cfg, load_dataset(cfg.data, cfg.seed), run, select_device(cfg.train.device), Console(quiet=True))
+    return run

@@ -178,7 +178,34 @@ CASES: list[tuple[str, int, str, Case]] = [
     ("resume with run dir", 2, "drop --run-dir and --name",
      lambda t: ["train", "--resume", str(_fake_run(t)), "--run-dir", str(t / "x")]),
     ("resume a run being written", 2, "is writing this run", _locked_run),
+    # --- predict and export
+    ("predict a text file", 2, "not an image (PNG, JPEG, ...) or IDX file",
+     lambda t: ["predict", str(_fake_run(t)), _config(t, "hello", "digit.png")]),
+    ("predict a truncated png", 2, "digit.png:",
+     lambda t: [(t / "digit.png").write_bytes(_png_bytes()[:400]), "predict", str(_fake_run(t)), str(t / "digit.png")][1:]),
+    ("predict a missing image", 2, "file not found", lambda t: ["predict", str(_fake_run(t)), str(t / "nope.png")]),
+    ("predict a directory", 2, "is a directory", lambda t: ["predict", str(_fake_run(t)), str(t)]),
+    ("predict with a foreign source", 2, "not a run directory",
+     lambda t: [(t / "x.png").write_bytes(_png_bytes()), "predict", str(t), str(t / "x.png")][1:]),
+    ("predict with a missing source", 2, "no such run directory", lambda t: ["predict", str(t / "gone"), "x.png"]),
+    ("export foreign dir", 2, "not a run directory", lambda t: ["export", str(t), "--format", "keras"]),
+    ("export quantized keras", 2, "tflite only",
+     lambda t: ["export", str(_fake_run(t)), "--format", "keras", "--quantize", "dynamic"]),
+    ("export without checkpoint", 2, "no 'best' checkpoint", lambda t: ["export", str(_fake_run(t)), "--format", "keras"]),
 ]  # fmt: skip
+
+
+def _png_bytes() -> bytes:
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    buf = io.BytesIO()  # noise: compresses badly, so cutting the file really truncates the pixel data
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (28, 28), dtype=np.uint8)).save(
+        buf, format="PNG"
+    )
+    return buf.getvalue()
 
 
 def _snapshot(root: Path) -> dict[str, tuple[int, bytes]]:

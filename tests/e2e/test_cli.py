@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -168,7 +170,9 @@ def test_config_validate(tmp_path: Path) -> None:
     assert result.exit_code == 2 and f"{bad}: seed: must be greater than or equal to 0" in result.stderr
 
 
-@pytest.mark.parametrize("command", [[], ["train"], ["eval"], ["config", "show"], ["config", "validate"]])
+@pytest.mark.parametrize(
+    "command", [[], ["train"], ["eval"], ["export"], ["predict"], ["config", "show"], ["config", "validate"]]
+)
 def test_every_command_has_help_with_examples(command: list[str]) -> None:
     result = runner.invoke(app, [*command, "--help"])
     assert result.exit_code == 0
@@ -195,3 +199,69 @@ def test_module_entry_point_version_and_exit_codes_through_a_real_process(tmp_pa
         result.stderr.strip() == f"error: {bad}: model.units[1]: must be a positive integer, got -3 (line 2)"
     )
     assert not (tmp_path / "runs").exists()
+
+
+def test_export_through_the_cli_prints_the_folder(smoke_run: Path) -> None:
+    result = runner.invoke(app, ["export", str(smoke_run), "--format", "keras"])
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.strip() == str(smoke_run / "export" / "keras")
+    assert "max |Δprob| vs Keras" in result.stderr
+
+
+def _digit_files(tmp_path: Path) -> tuple[list[Path], np.ndarray]:
+    """Real MNIST test digits as a PNG, an upscaled inverted JPEG-free PNG pair and an IDX file."""
+    from PIL import Image
+
+    from mnist_rnn.data import _load_embedded
+
+    images = _load_embedded()["test_images"][:4]
+    png = tmp_path / "digit0.png"
+    Image.fromarray(images[0]).save(png)
+    inverted = tmp_path / "scan1.png"  # dark on light, 3x the size: needs --invert and a resize
+    Image.fromarray(255 - images[1]).resize((84, 84), Image.Resampling.NEAREST).save(inverted)
+    idx = tmp_path / "four-idx3-ubyte.gz"
+    header = (2051).to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in (2, 28, 28))
+    idx.write_bytes(gzip.compress(header + images[2:4].tobytes()))
+    return [png, inverted, idx], images
+
+
+def test_predict_classifies_images_like_the_model_and_reports_bad_files(
+    smoke_run: Path, tmp_path: Path
+) -> None:
+    from mnist_rnn import runs
+    from mnist_rnn.data import make_sequences
+    from mnist_rnn.evaluate import predict
+
+    files, images = _digit_files(tmp_path)
+    junk = tmp_path / "notes.txt"
+    junk.write_text("not a digit")
+    result = runner.invoke(
+        app, ["predict", str(smoke_run), str(files[0]), str(junk), str(files[2]), "--json"]
+    )
+    assert result.exit_code == 2  # one file was bad ...
+    assert result.stderr.strip() == f"error: {junk}: not an image (PNG, JPEG, ...) or IDX file"
+    report = json.loads(result.stdout)  # ... and the others were still classified
+    assert [p["file"] for p in report["predictions"]] == [str(files[0]), f"{files[2]}[0]", f"{files[2]}[1]"]
+    model, _ = runs.load_checkpoint(smoke_run, "best")
+    expected = predict(model, make_sequences(images[[0, 2, 3]], "rows"), 3)
+    assert [p["class"] for p in report["predictions"]] == expected.argmax(1).tolist()
+    np.testing.assert_allclose([p["confidence"] for p in report["predictions"]], expected.max(1), rtol=1e-5)
+
+    inverted = runner.invoke(app, ["predict", str(smoke_run), str(files[1]), "--invert", "--json"])
+    assert inverted.exit_code == 0
+    plain = predict(model, make_sequences(images[[1]], "rows"), 1).argmax()
+    assert json.loads(inverted.stdout)["predictions"][0]["class"] == plain
+
+
+def test_predict_with_an_export_folder_uses_the_artefact(smoke_run: Path, tmp_path: Path) -> None:
+    assert runner.invoke(app, ["export", str(smoke_run), "--format", "tflite"]).exit_code == 0
+    files, _ = _digit_files(tmp_path)
+    from_run = runner.invoke(app, ["predict", str(smoke_run), str(files[2]), "--json"])
+    from_tflite = runner.invoke(
+        app, ["predict", str(smoke_run / "export" / "tflite"), str(files[2]), "--json"]
+    )
+    assert from_tflite.exit_code == 0, from_tflite.stderr
+    classes = [[p["class"] for p in json.loads(r.stdout)["predictions"]] for r in (from_run, from_tflite)]
+    assert classes[0] == classes[1]
+    table = runner.invoke(app, ["predict", str(smoke_run / "export" / "tflite"), str(files[0])])
+    assert "tflite export" in table.stdout and str(files[0].name) in table.stdout

@@ -1,0 +1,126 @@
+"""Classify image files (PNG, JPEG, ...) or IDX files with a run's checkpoint or an exported artefact.
+
+Images of any size are converted to 28x28 greyscale (Pillow, Lanczos) and then go through exactly the
+preprocessing training used (`data.make_sequences`: pixel / 255, the run's layout). MNIST digits are
+white on black: `invert` turns dark-on-light scans around. A file that cannot be read is reported on its
+own line and the others are still classified.
+"""
+
+from __future__ import annotations
+
+import gzip
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mnist_rnn import runs
+from mnist_rnn.config import Layout
+from mnist_rnn.data import IMAGE_SHAPE, make_sequences, read_idx
+from mnist_rnn.errors import DataError, RunError
+from mnist_rnn.export import MANIFEST, Predictor, load_artefact
+
+_IDX_IMAGES_MAGIC = (2051).to_bytes(4, "big")
+
+
+@dataclass(frozen=True)
+class Prediction:
+    file: str
+    label: int
+    confidence: float
+    probabilities: list[float]
+
+
+def _is_idx(path: Path) -> bool:
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if head[:2] == b"\x1f\x8b":
+        try:
+            with gzip.open(path) as g:
+                head = g.read(4)
+        except (OSError, EOFError):
+            return False
+    return head == _IDX_IMAGES_MAGIC
+
+
+def read_image(path: Path, invert: bool) -> np.ndarray:
+    """One image file -> (28, 28) uint8, white digit on black."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            grey = image.convert("L").resize(IMAGE_SHAPE[::-1], Image.Resampling.LANCZOS)
+            pixels = np.asarray(grey, dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        reason = (
+            "not an image (PNG, JPEG, ...) or IDX file"
+            if isinstance(exc, UnidentifiedImageError)
+            else str(exc)
+        )
+        raise DataError(f"{path}: {reason}") from None
+    return 255 - pixels if invert else pixels
+
+
+def read_inputs(paths: list[Path], invert: bool) -> tuple[list[tuple[str, np.ndarray]], list[str]]:
+    """(name, image) pairs for every readable file (an IDX file gives `file[i]` for each image), and one
+    error line per unreadable file."""
+    images: list[tuple[str, np.ndarray]] = []
+    errors: list[str] = []
+    for path in paths:
+        try:
+            if not path.is_file():
+                raise DataError(f"{path}: {'is a directory' if path.is_dir() else 'file not found'}")
+            if _is_idx(path):
+                stack = read_idx(path, 3)
+                if stack.shape[1:] != IMAGE_SHAPE:
+                    raise DataError(f"{path}: IDX images are {stack.shape[1:]}, expected 28x28")
+                images += [(f"{path}[{i}]", 255 - img if invert else img) for i, img in enumerate(stack)]
+            else:
+                images.append((str(path), read_image(path, invert)))
+        except DataError as exc:
+            errors.append(str(exc))
+    return images, errors
+
+
+def load_predictor(source: Path) -> tuple[Predictor, Layout, str]:
+    """A run directory (its best checkpoint) or an export folder (its artefact, in its own runtime)."""
+    if (source / MANIFEST).is_file():
+        manifest, predictor = load_artefact(source)
+        return predictor, Layout(manifest["preprocessing"]["layout"]), f"{manifest['format']} export {source}"
+    run_dir, checkpoint = runs.resolve_run_dir(source)
+    cfg = runs.read_run_config(run_dir)
+    model, _ = runs.load_checkpoint(run_dir, checkpoint or "best")
+    batch = cfg.train.eval_batch_size
+    return (
+        lambda x: np.asarray(model.predict(x, batch_size=batch, verbose=0)),
+        cfg.data.layout,
+        f"checkpoint {checkpoint or 'best'} of {run_dir}",
+    )
+
+
+def predict_files(
+    source: Path, paths: list[Path], invert: bool = False
+) -> tuple[list[Prediction], list[str], str]:
+    if not source.exists():
+        raise RunError(f"{source}: no such run directory or export folder")
+    images, errors = read_inputs(paths, invert)
+    if not images:  # nothing to classify: report the files without loading a model
+        return [], errors, str(source)
+    predictor, layout, described = load_predictor(source)
+    probs = predictor(make_sequences(np.stack([img for _, img in images]), layout))
+    predictions = [
+        Prediction(name, int(p.argmax()), float(p.max()), [float(v) for v in p])
+        for (name, _), p in zip(images, probs, strict=True)
+    ]
+    return predictions, errors, described
+
+
+def as_json(predictions: list[Prediction], errors: list[str]) -> dict[str, Any]:
+    return {
+        "predictions": [
+            {"file": p.file, "class": p.label, "confidence": p.confidence, "probabilities": p.probabilities}
+            for p in predictions
+        ],
+        "errors": errors,
+    }
