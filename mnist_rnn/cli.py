@@ -99,6 +99,9 @@ def main_callback(
     _state["debug"] = debug
 
 
+CheckpointOpt = Annotated[
+    CheckpointName | None, typer.Option("--checkpoint", help="Which checkpoint [default: best].")
+]
 ConfigOpt = Annotated[
     Path, typer.Option("--config", "-c", help="YAML config file (may name a `base:` file).")
 ]
@@ -278,9 +281,7 @@ def eval_command(
     run_dir: Annotated[
         Path, typer.Argument(help="A run directory, or one of its checkpoints/<name> folders.")
     ],
-    checkpoint: Annotated[
-        CheckpointName | None, typer.Option("--checkpoint", help="Which checkpoint to score [default: best].")
-    ] = None,
+    checkpoint: CheckpointOpt = None,
     split: Annotated[SplitName, typer.Option("--split", help="Which split to score.")] = SplitName.test,
 ) -> None:
     """Score a run's checkpoint: loss, accuracy, per-class accuracy and the confusion matrix.
@@ -339,9 +340,7 @@ def export_command(
         Path, typer.Argument(help="A run directory (or one of its checkpoints/<name> folders).")
     ],
     fmt: Annotated[FormatName, typer.Option("--format", "-f", help="What to write.")],
-    checkpoint: Annotated[
-        CheckpointName | None, typer.Option("--checkpoint", help="Which checkpoint [default: best].")
-    ] = None,
+    checkpoint: CheckpointOpt = None,
     out: Annotated[
         Path | None, typer.Option("--out", help="Target folder [default: RUN_DIR/export/FORMAT].")
     ] = None,

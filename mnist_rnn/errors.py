@@ -2,9 +2,15 @@
 
 
 class MnistRnnError(Exception):
-    """Base class. `exit_code` follows the README: 1 runtime failure, 2 bad usage or input."""
+    """Base class. `exit_code` follows the README: 1 runtime failure, 2 bad usage or input; a raise site
+    may override the class's code (an interrupted run's depends on the signal)."""
 
     exit_code = 1
+
+    def __init__(self, message: str, exit_code: int | None = None) -> None:
+        super().__init__(message)
+        if exit_code is not None:
+            self.exit_code = exit_code
 
 
 class ConfigError(MnistRnnError):
@@ -40,15 +46,7 @@ class TrainingError(MnistRnnError):
 class Interrupted(MnistRnnError):
     """Training stopped on SIGINT (exit 130) or SIGTERM (exit 143) after saving what it had."""
 
-    def __init__(self, message: str, exit_code: int) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
-
 
 class ExportError(MnistRnnError):
     """An export could not be written, or its artefact disagrees with the trained model (exit 1); a bad
-    request (unknown format, missing extra) is exit 2."""
-
-    def __init__(self, message: str, exit_code: int = 1) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
+    request (unknown format, missing extra) is raised with exit_code=2."""
