@@ -89,6 +89,25 @@ def epoch_order(seed: int, epoch: int, n: int, shuffle: bool) -> np.ndarray:
     return np.random.default_rng([seed, epoch]).permutation(n)
 
 
+def fit_epoch(
+    model: keras.Model,
+    x: np.ndarray,
+    y: np.ndarray,
+    batch_size: int,
+    device: str,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+) -> dict[str, list[float]]:
+    """One pass over (x, y) in the given order: mnist-rnn's training step (also what scripts/bench.py times).
+
+    A plain slices -> batch pipeline: Keras's numpy adapter adds a map stage (and a NodeDef warning).
+    """
+    import tensorflow as tf
+
+    batches = tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size).prefetch(2)
+    with tf.device(device):
+        return model.fit(batches, epochs=1, shuffle=False, verbose=0, callbacks=list(callbacks)).history
+
+
 def compile_model(model: keras.Model, cfg: TrainConfig) -> None:
     import keras
 
@@ -359,14 +378,7 @@ def train(
                     save_mid_epoch(step, time.perf_counter() - start)
 
             watch = _BatchWatch.make(progress, task, stop, first_step, state["metric_state"], on_step)
-            # A plain slices->batch pipeline in the epoch's order (Keras's numpy adapter adds a map stage).
-            batches = tf.data.Dataset.from_tensor_slices((train_x[order], train_y[order])).batch(
-                tcfg.batch_size
-            )
-            with tf.device(device):
-                logs = model.fit(
-                    batches.prefetch(2), epochs=1, shuffle=False, verbose=0, callbacks=[watch]
-                ).history
+            logs = fit_epoch(model, train_x[order], train_y[order], tcfg.batch_size, device, [watch])
             seconds = time.perf_counter() - start
             progress.remove_task(task)
             if watch.bad_step is not None or not math.isfinite(logs["loss"][-1]):

@@ -1,0 +1,406 @@
+"""Training and evaluation throughput of mnist-rnn vs a plain Keras `fit` script vs PyTorch, in one process.
+
+    python scripts/bench.py --quick                 # ~3 minutes on 2 cores
+    python scripts/bench.py                         # the full table of docs/performance.md
+    python scripts/bench.py --time-to-accuracy      # also: wall time and epochs to 99% test accuracy
+
+For each case (architecture x sequence layout) and each variant it measures, after a warm-up whose time
+is reported separately as "compile":
+  (a) mnist_rnn  — the model from `model.build_model`, compiled by `train.compile_model`, trained one epoch
+                   by `train.fit_epoch`: exactly the code `mnist-rnn train` runs;
+  (b) keras_fit  — the same architecture as a plain `keras.Sequential` and `model.fit(x, y, batch_size)`;
+  (c) torch      — `nn.LSTM`/`nn.GRU` + `nn.Linear`, Adam, cross-entropy, a plain batch loop (the optional
+                   `bench` extra: `pip install 'mnist-rnn[bench]'`; without it (c) is skipped and said so).
+All use Adam(1e-3) without clipping, batch 128, float32, the same images. Repetitions are interleaved
+(a, b, c, a, b, c, ...) so that the machine's drifts hit every variant alike; the table gives the median
+with min and max, and the ratios a/b and a/c of the medians. Eval throughput is batched prediction
+(batch 1000). Peak memory is the process's peak RSS growth during a variant's timed runs.
+Writes `bench.json` (--out) so results can be compared over time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from mnist_rnn.tf_import import import_tensorflow  # noqa: E402
+
+BATCH = 128
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    cell: str
+    units: tuple[int, ...]
+    layout: str  # rows: (28, 28); pixels: (784, 1)
+    train_samples: int
+    eval_samples: int
+
+
+def cases(quick: bool) -> list[Case]:
+    rows_n, pixels_n = (4096, 256) if quick else (16384, 1024)
+    return [
+        Case("lstm1x128-rows", "lstm", (128,), "rows", rows_n, 4 * rows_n),
+        Case("lstm2x128-rows", "lstm", (128, 128), "rows", rows_n, 4 * rows_n),
+        Case("gru2x128-rows", "gru", (128, 128), "rows", rows_n, 4 * rows_n),
+        Case("lstm1x128-pixels", "lstm", (128,), "pixels", pixels_n, 4 * pixels_n),
+    ]
+
+
+def sequences(images: np.ndarray, layout: str) -> np.ndarray:
+    x = images.astype(np.float32) / np.float32(255.0)
+    return x if layout == "rows" else x.reshape(len(x), 28 * 28, 1)
+
+
+# ---------------------------------------------------------------------------------------- variants
+
+
+@dataclass
+class Variant:
+    """warm(x, y) builds and compiles; train(x, y) runs one epoch; predict(x) scores."""
+
+    name: str
+    warm: Callable[[np.ndarray, np.ndarray], None]
+    train: Callable[[np.ndarray, np.ndarray], None]
+    predict: Callable[[np.ndarray], np.ndarray]
+    train_rates: list[float] = field(default_factory=list)
+    eval_rates: list[float] = field(default_factory=list)
+    compile_seconds: float = 0.0
+    peak_rss_mib: float = 0.0
+
+
+def mnist_rnn_variant(case: Case, input_shape: tuple[int, int], device: str) -> Variant:
+    from mnist_rnn.config import ModelConfig, TrainConfig
+    from mnist_rnn.evaluate import predict
+    from mnist_rnn.model import build_model
+    from mnist_rnn.train import compile_model, fit_epoch
+
+    holder: dict[str, Any] = {}
+
+    def warm(x: np.ndarray, y: np.ndarray) -> None:
+        holder["m"] = build_model(ModelConfig(cell=case.cell, units=case.units), input_shape)
+        compile_model(holder["m"], TrainConfig(clipnorm=None, learning_rate=1e-3))
+        fit_epoch(holder["m"], x, y, BATCH, device)
+
+    return Variant(
+        "mnist_rnn",
+        warm,
+        lambda x, y: fit_epoch(holder["m"], x, y, BATCH, device) and None,
+        lambda x: predict(holder["m"], x, 1000),
+    )
+
+
+def keras_fit_variant(case: Case, input_shape: tuple[int, int], device: str) -> Variant:
+    import keras
+
+    holder: dict[str, Any] = {}
+    layer = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU}[case.cell]
+
+    def warm(x: np.ndarray, y: np.ndarray) -> None:
+        stack = [layer(u, return_sequences=i < len(case.units) - 1) for i, u in enumerate(case.units)]
+        model = keras.Sequential(
+            [keras.Input(input_shape), *stack, keras.layers.Dense(10, activation="softmax")]
+        )
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        model.fit(x, y, batch_size=BATCH, epochs=1, verbose=0)
+        holder["m"] = model
+
+    return Variant(
+        "keras_fit",
+        warm,
+        lambda x, y: holder["m"].fit(x, y, batch_size=BATCH, epochs=1, shuffle=True, verbose=0) and None,
+        lambda x: holder["m"].predict(x, batch_size=1000, verbose=0),
+    )
+
+
+def torch_variant(case: Case, input_shape: tuple[int, int]) -> Variant | None:
+    try:
+        import torch
+        from torch import nn
+    except ImportError:
+        return None
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            rnn = {"lstm": nn.LSTM, "gru": nn.GRU}[case.cell]
+            self.rnn = rnn(input_shape[1], case.units[0], num_layers=len(case.units), batch_first=True)
+            self.head = nn.Linear(case.units[-1], 10)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            out, _ = self.rnn(x)
+            return self.head(out[:, -1])  # logits; softmax is in the loss
+
+    holder: dict[str, Any] = {}
+
+    def train(x: np.ndarray, y: np.ndarray) -> None:
+        net, opt = holder["net"], holder["opt"]
+        xt, yt = torch.from_numpy(x), torch.from_numpy(y.astype(np.int64))
+        order = torch.randperm(len(xt))
+        net.train()
+        for i in range(0, len(xt), BATCH):
+            idx = order[i : i + BATCH]
+            opt.zero_grad(set_to_none=True)
+            loss = nn.functional.cross_entropy(net(xt[idx]), yt[idx])
+            loss.backward()
+            opt.step()
+
+    def warm(x: np.ndarray, y: np.ndarray) -> None:
+        torch.manual_seed(0)
+        holder["net"] = Net()
+        holder["opt"] = torch.optim.Adam(holder["net"].parameters(), lr=1e-3)
+        train(x, y)
+
+    def predict(x: np.ndarray) -> np.ndarray:
+        net = holder["net"].eval()
+        with torch.no_grad():
+            parts = [
+                torch.softmax(net(torch.from_numpy(x[i : i + 1000])), -1) for i in range(0, len(x), 1000)
+            ]
+        return torch.cat(parts).numpy()
+
+    return Variant("torch", warm, train, predict)
+
+
+# -------------------------------------------------------------------------------------- measuring
+
+
+class PeakRss:
+    """Samples this process's resident memory every 5 ms while active."""
+
+    def __init__(self) -> None:
+        import psutil
+
+        self.process = psutil.Process()
+        self.peak = 0
+        self._stop = threading.Event()
+
+    def __enter__(self) -> PeakRss:
+        self.base = self.process.memory_info().rss
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self.process.memory_info().rss)
+            self._stop.wait(0.005)
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self.thread.join()
+
+    @property
+    def growth_mib(self) -> float:
+        return max(0, self.peak - self.base) / 2**20
+
+
+def timed(fn: Callable[[], Any]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def run_case(case: Case, images: np.ndarray, labels: np.ndarray, reps: int, device: str) -> dict[str, Any]:
+    x_all = sequences(images, case.layout)
+    x, y = x_all[: case.train_samples], labels[: case.train_samples]
+    x_eval = x_all[: case.eval_samples]
+    shape = (int(x.shape[1]), int(x.shape[2]))
+    variants = [mnist_rnn_variant(case, shape, device), keras_fit_variant(case, shape, device)]
+    torch_v = torch_variant(case, shape)
+    if torch_v is not None:
+        variants.append(torch_v)
+    warm_x, warm_y = x[: 2 * BATCH], y[: 2 * BATCH]
+    for v in variants:
+        v.compile_seconds = timed(lambda v=v: v.warm(warm_x, warm_y))
+        v.predict(x_eval[:1000])  # trace the predict function too
+    for _ in range(reps):  # interleaved: a, b, c, a, b, c, ...
+        for v in variants:
+            with PeakRss() as rss:
+                v.train_rates.append(len(x) / timed(lambda v=v: v.train(x, y)))
+                v.eval_rates.append(len(x_eval) / timed(lambda v=v: v.predict(x_eval)))
+            v.peak_rss_mib = max(v.peak_rss_mib, rss.growth_mib)
+    by = {v.name: v for v in variants}
+    med = {name: statistics.median(v.train_rates) for name, v in by.items()}
+    eval_med = {name: statistics.median(v.eval_rates) for name, v in by.items()}
+    result: dict[str, Any] = {
+        "name": case.name,
+        "train_samples": case.train_samples,
+        "eval_samples": case.eval_samples,
+        "repetitions": reps,
+        "variants": {
+            name: {
+                "train_samples_per_s": {
+                    "median": med[name], "min": min(v.train_rates), "max": max(v.train_rates),
+                },
+                "eval_samples_per_s": {
+                    "median": eval_med[name], "min": min(v.eval_rates), "max": max(v.eval_rates),
+                },
+                "compile_seconds": v.compile_seconds,
+                "peak_rss_growth_mib": v.peak_rss_mib,
+            }
+            for name, v in by.items()
+        },
+        "mnist_rnn_samples_per_s": med["mnist_rnn"],
+        "keras_fit_samples_per_s": med["keras_fit"],
+        "torch_samples_per_s": med.get("torch"),
+        "ratio_vs_keras_fit": med["mnist_rnn"] / med["keras_fit"],
+        "ratio_vs_torch": med["mnist_rnn"] / med["torch"] if "torch" in med else None,
+        "eval_ratio_vs_keras_fit": eval_med["mnist_rnn"] / eval_med["keras_fit"],
+        "eval_ratio_vs_torch": eval_med["mnist_rnn"] / eval_med["torch"] if "torch" in eval_med else None,
+    }  # fmt: skip
+    return result
+
+
+def time_to_accuracy(target: float, device: str, max_epochs: int) -> dict[str, Any]:
+    """Train configs/default.yaml's model with mnist-rnn's own loop until the test accuracy reaches
+    `target`; scoring is excluded from the wall time."""
+    from mnist_rnn.config import Config
+    from mnist_rnn.data import load_dataset
+    from mnist_rnn.evaluate import score
+    from mnist_rnn.model import build_model
+    from mnist_rnn.train import compile_model, epoch_order, fit_epoch, learning_rate, seed_everything
+
+    cfg = Config()  # == configs/default.yaml (a unit test holds them equal)
+    seed_everything(cfg.seed, cfg.train.deterministic)
+    data = load_dataset(cfg.data, cfg.seed)
+    model = build_model(cfg.model, data.input_shape)
+    compile_model(model, cfg.train)
+    wall, accuracies = 0.0, []
+    for epoch in range(max_epochs):
+        start = time.perf_counter()
+        model.optimizer.learning_rate.assign(learning_rate(cfg.train, epoch))
+        order = epoch_order(cfg.seed, epoch, len(data.train), cfg.train.shuffle)
+        fit_epoch(model, data.train.x[order], data.train.y[order], cfg.train.batch_size, device)
+        wall += time.perf_counter() - start
+        accuracies.append(score(model, data.test, cfg.train.eval_batch_size).accuracy)
+        if accuracies[-1] >= target:
+            break
+    reached = accuracies[-1] >= target
+    return {
+        "config": "configs/default.yaml",
+        "target": target,
+        "reached": reached,
+        "epochs": len(accuracies),
+        "train_wall_seconds": wall,
+        "test_accuracy_per_epoch": accuracies,
+    }
+
+
+# ---------------------------------------------------------------------------------------- output
+
+
+def machine_facts(device: str) -> dict[str, Any]:
+    import keras
+    import tensorflow as tf
+
+    facts: dict[str, Any] = {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(),
+        "device": device,
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+    }
+    try:
+        import torch
+
+        facts["torch"] = torch.__version__
+        facts["torch_threads"] = torch.get_num_threads()
+    except ImportError:
+        facts["torch"] = None
+    return facts
+
+
+def print_table(results: list[dict[str, Any]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="Training and eval throughput (samples/s, median \\[min-max] of interleaved runs)")
+    for col in ("case", "variant", "train samples/s", "eval samples/s", "compile s", "peak RSS +MiB"):
+        table.add_column(col, justify="left" if col in ("case", "variant") else "right")
+    for r in results:
+        for name, v in r["variants"].items():
+            t, e = v["train_samples_per_s"], v["eval_samples_per_s"]
+            table.add_row(
+                r["name"],
+                name,
+                f"{t['median']:,.0f} [{t['min']:,.0f}-{t['max']:,.0f}]",
+                f"{e['median']:,.0f} [{e['min']:,.0f}-{e['max']:,.0f}]",
+                f"{v['compile_seconds']:.1f}",
+                f"{v['peak_rss_growth_mib']:.0f}",
+            )
+        torch_ratio = f"{r['ratio_vs_torch']:.2f}" if r["ratio_vs_torch"] else "-"
+        table.add_row(
+            r["name"], "[bold]ratio a/b, a/c[/bold]", f"{r['ratio_vs_keras_fit']:.2f}, {torch_ratio}",
+            f"{r['eval_ratio_vs_keras_fit']:.2f}, {r['eval_ratio_vs_torch'] or 0:.2f}", "", "",
+            end_section=True,
+        )  # fmt: skip
+    Console(width=140).print(table)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="smaller slices and 2 repetitions (~3 min)")
+    parser.add_argument("--reps", type=int, help="interleaved repetitions (default 3; 2 with --quick)")
+    parser.add_argument("--cases", nargs="*", help="only these case names")
+    parser.add_argument("--samples", type=int, help="override the training slice of every case (tests)")
+    parser.add_argument("--time-to-accuracy", action="store_true", help="also train to 99%% test accuracy")
+    parser.add_argument("--out", type=Path, default=Path("bench.json"))
+    args = parser.parse_args(argv)
+
+    import_tensorflow()
+    from mnist_rnn.config import Device
+    from mnist_rnn.data import _load_embedded
+    from mnist_rnn.train import select_device
+
+    device = select_device(Device.auto)
+    arrays = _load_embedded()
+    images, labels = arrays["train_images"], arrays["train_labels"].astype(np.int32)
+    chosen = [c for c in cases(args.quick) if not args.cases or c.name in args.cases]
+    if args.samples:
+        chosen = [Case(c.name, c.cell, c.units, c.layout, args.samples, args.samples) for c in chosen]
+    reps = args.reps or (2 if args.quick else 3)
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        print("torch is not installed: the PyTorch variant is skipped (pip install 'mnist-rnn[bench]')")
+    results = []
+    for case in chosen:
+        print(
+            f"measuring {case.name} ({case.train_samples} training samples, {reps} repetitions)", flush=True
+        )
+        results.append(run_case(case, images, labels, reps, device))
+    report: dict[str, Any] = {"machine": machine_facts(device), "cases": results}
+    if args.time_to_accuracy:
+        report["time_to_99"] = time_to_accuracy(0.99, device, max_epochs=20)
+    print_table(results)
+    if "time_to_99" in report:
+        t = report["time_to_99"]
+        reached = "" if t["reached"] else " (NOT reached)"
+        wall, epochs = t["train_wall_seconds"], t["epochs"]
+        print(f"time to 99% test accuracy (default config): {wall:.0f} s, {epochs} epochs{reached}")
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {args.out}")
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,52 @@
+"""scripts/bench.py runs end to end on tiny slices and writes the bench.json shape the issue promises."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location("bench", REPO / "scripts" / "bench.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bench_runs_and_writes_comparable_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "bench.json"
+    report = _bench().main(["--cases", "lstm1x128-rows", "gru2x128-rows", "--samples", "256", "--reps", "1",
+                            "--out", str(out)])  # fmt: skip
+    assert json.loads(out.read_text()) == json.loads(json.dumps(report))
+    assert {"platform", "cpus", "tensorflow", "keras"} <= set(report["machine"])
+    names = [case["name"] for case in report["cases"]]
+    assert names == ["lstm1x128-rows", "gru2x128-rows"]
+    for case in report["cases"]:
+        assert case["mnist_rnn_samples_per_s"] > 0 and case["keras_fit_samples_per_s"] > 0
+        assert case["ratio_vs_keras_fit"] == pytest.approx(
+            case["mnist_rnn_samples_per_s"] / case["keras_fit_samples_per_s"]
+        )
+        for variant in case["variants"].values():
+            assert variant["eval_samples_per_s"]["median"] > 0 and variant["compile_seconds"] > 0
+        has_torch = report["machine"]["torch"] is not None
+        assert (case["torch_samples_per_s"] is not None) == has_torch
+    assert "Training and eval throughput" in capsys.readouterr().out
+
+
+def test_bench_without_torch_says_so_and_still_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, "torch", None)  # as if torch were not installed
+    report = _bench().main(["--cases", "lstm1x128-rows", "--samples", "128", "--reps", "1",
+                            "--out", str(tmp_path / "b.json")])  # fmt: skip
+    assert "torch is not installed" in capsys.readouterr().out
+    case = report["cases"][0]
+    assert case["torch_samples_per_s"] is None and case["ratio_vs_torch"] is None
+    assert set(case["variants"]) == {"mnist_rnn", "keras_fit"}
