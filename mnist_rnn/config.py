@@ -20,6 +20,7 @@ import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     PositiveFloat,
@@ -68,6 +69,12 @@ class LrSchedule(StrEnum):
     step = "step"
 
 
+class Jit(StrEnum):
+    auto = "auto"  # XLA for long sequences (>= 100 steps, e.g. pixels), where it pays; off for rows
+    on = "on"
+    off = "off"
+
+
 class Device(StrEnum):
     auto = "auto"
     cpu = "cpu"
@@ -113,6 +120,12 @@ class TrainConfig(_Frozen):
     shuffle: bool = True
     device: Device = Device.auto
     deterministic: bool = True
+    # Speed (see docs/performance.md): batches per compiled call, and XLA for the train/predict steps.
+    steps_per_execution: PositiveInt = 32
+    # YAML 1.1 reads a bare `on`/`off` as true/false: take booleans as on/off.
+    jit_compile: Annotated[
+        Jit, BeforeValidator(lambda v: ("on" if v else "off") if isinstance(v, bool) else v)
+    ] = Jit.auto
     eval_batch_size: PositiveInt = 1_000
 
 

@@ -266,18 +266,21 @@ def run_case(case: Case, images: np.ndarray, labels: np.ndarray, reps: int, devi
     return result
 
 
-def time_to_accuracy(target: float, device: str, max_epochs: int) -> dict[str, Any]:
+def time_to_accuracy(target: float, device: str, max_epochs: int, plain: bool = False) -> dict[str, Any]:
     """Train configs/default.yaml's model with mnist-rnn's own loop until the test accuracy reaches
     `target`; scoring is excluded from the wall time."""
-    from mnist_rnn.config import Config
+    from mnist_rnn.config import Config, Jit
     from mnist_rnn.data import load_dataset
     from mnist_rnn.evaluate import score
     from mnist_rnn.model import build_model
-    from mnist_rnn.train import compile_model, epoch_order, fit_epoch, learning_rate, seed_everything
+    from mnist_rnn.train import compile_model, epoch_order, fit_epoch, learning_rate, seed_everything, use_xla
 
     cfg = Config()  # == configs/default.yaml (a unit test holds them equal)
-    seed_everything(cfg.seed, cfg.train.deterministic)
+    if plain:  # the path before the speed work: no XLA, one step per call
+        plain_train = cfg.train.model_copy(update={"jit_compile": Jit.off, "steps_per_execution": 1})
+        cfg = cfg.model_copy(update={"train": plain_train})
     data = load_dataset(cfg.data, cfg.seed)
+    seed_everything(cfg.seed, cfg.train.deterministic, use_xla(cfg.train, data.input_shape[0]), device)
     model = build_model(cfg.model, data.input_shape)
     compile_model(model, cfg.train)
     wall, accuracies = 0.0, []
@@ -292,7 +295,8 @@ def time_to_accuracy(target: float, device: str, max_epochs: int) -> dict[str, A
             break
     reached = accuracies[-1] >= target
     return {
-        "config": "configs/default.yaml",
+        "config": "configs/default.yaml"
+        + (" with train.jit_compile=false, steps_per_execution=1" if plain else ""),
         "target": target,
         "reached": reached,
         "epochs": len(accuracies),
@@ -363,6 +367,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--cases", nargs="*", help="only these case names")
     parser.add_argument("--samples", type=int, help="override the training slice of every case (tests)")
     parser.add_argument("--time-to-accuracy", action="store_true", help="also train to 99%% test accuracy")
+    parser.add_argument("--plain", action="store_true", help="time-to-accuracy on the plain path (no XLA)")
     parser.add_argument("--out", type=Path, default=Path("bench.json"))
     args = parser.parse_args(argv)
 
@@ -390,7 +395,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         results.append(run_case(case, images, labels, reps, device))
     report: dict[str, Any] = {"machine": machine_facts(device), "cases": results}
     if args.time_to_accuracy:
-        report["time_to_99"] = time_to_accuracy(0.99, device, max_epochs=20)
+        report["time_to_99"] = time_to_accuracy(0.99, device, max_epochs=20, plain=args.plain)
     print_table(results)
     if "time_to_99" in report:
         t = report["time_to_99"]

@@ -14,6 +14,7 @@ from mnist_rnn.config import load_config
 from mnist_rnn.data import load_dataset
 from mnist_rnn.errors import TrainingError
 from mnist_rnn.evaluate import evaluate_run
+from tests.conftest import CONFIGS
 
 
 def _train(config: Path, run_dir: Path, overrides: tuple[str, ...] = ()) -> dict:
@@ -56,9 +57,11 @@ def test_eval_agrees_with_the_metrics_of_training(tiny_config: Path, tmp_path: P
     assert sum(map(sum, report["confusion_matrix"])) == metrics["test_samples"] == 256
 
 
-def test_same_seed_gives_identical_history_and_weights(tiny_config: Path, tmp_path: Path) -> None:
-    _train(tiny_config, tmp_path / "a")
-    _train(tiny_config, tmp_path / "b")
+@pytest.mark.parametrize("jit", ["auto", "on"], ids=["default", "xla"])
+def test_same_seed_gives_identical_history_and_weights(tiny_config: Path, tmp_path: Path, jit: str) -> None:
+    # With XLA the TF op-determinism switch is off (Keras would disable XLA): XLA on CPU must hold alone.
+    _train(tiny_config, tmp_path / "a", (f"train.jit_compile={jit}",))
+    _train(tiny_config, tmp_path / "b", (f"train.jit_compile={jit}",))
     strip = [{k: v for k, v in row.items() if k != "seconds"} for row in runs.read_history(tmp_path / "a")]
     assert strip == [
         {k: v for k, v in row.items() if k != "seconds"} for row in runs.read_history(tmp_path / "b")
@@ -118,9 +121,11 @@ def _history_without_time(run: Path) -> list[dict[str, str]]:
     return [{k: v for k, v in row.items() if k != "seconds"} for row in runs.read_history(run)]
 
 
-@pytest.mark.parametrize("dropout", [0.0, 0.3], ids=["no-dropout", "dropout"])
+@pytest.mark.parametrize(
+    ("dropout", "per_call"), [(0.0, 1), (0.3, 1), (0.0, 4)], ids=["plain", "dropout", "4-steps-per-call"]
+)
 def test_sigterm_mid_epoch_saves_that_step_and_resume_is_exact(
-    tiny_config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dropout: float
+    tiny_config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dropout: float, per_call: int
 ) -> None:
     import os
     import signal
@@ -129,19 +134,19 @@ def test_sigterm_mid_epoch_saves_that_step_and_resume_is_exact(
     from mnist_rnn.errors import Interrupted
 
     overrides = (
-        "train.epochs=3",
-        "train.checkpoint_every_steps=4",
-        "model.units=[16,16]",
-        f"model.dropout={dropout}",
-    )
+        "train.epochs=3", "train.checkpoint_every_steps=4", "model.units=[16,16]", f"model.dropout={dropout}",
+        f"train.steps_per_execution={per_call}",
+    )  # fmt: skip
     _train(tiny_config, tmp_path / "reference", overrides)
 
-    # Deliver SIGTERM to ourselves while batch 22 of 48 runs (epoch 2, batch 6); the batch in flight
-    # finishes, so training stops after global step 23 and saves exactly there.
+    # Deliver SIGTERM to ourselves at the first batch end at or past global step 21 (epoch 2 of 16-batch
+    # epochs); the call in flight finishes, so training stops one call later and saves exactly there.
     real_due = train_module._CheckpointClock.due
+    sent: list[int] = []
 
     def due(self, global_step: int) -> bool:
-        if global_step == 22:
+        if global_step >= 21 and not sent:
+            sent.append(global_step)
             os.kill(os.getpid(), signal.SIGTERM)
         return real_due(self, global_step)
 
@@ -149,10 +154,11 @@ def test_sigterm_mid_epoch_saves_that_step_and_resume_is_exact(
     run = tmp_path / "cut"
     with pytest.raises(Interrupted) as info:
         _train(tiny_config, run, overrides)
+    stop_step = sent[0] + per_call - 16  # one call after the signal, within epoch 2
     assert info.value.exit_code == 143
-    assert "checkpoints/last holds epoch 2, batch 7" in str(info.value)
+    assert f"checkpoints/last holds epoch 2, batch {stop_step}" in str(info.value)
     state = runs.read_checkpoint_state(run, "last")
-    assert (state["epoch"], state["step"]) == (1, 7) and state["metric_state"]
+    assert (state["epoch"], state["step"]) == (1, stop_step) and state["metric_state"]
     monkeypatch.setattr(train_module._CheckpointClock, "due", real_due)
 
     from mnist_rnn.train import select_device, train
@@ -173,3 +179,40 @@ def test_a_corrupt_last_checkpoint_falls_back_to_the_previous_one(tiny_config: P
     _, state = runs.load_checkpoint(run, "last", warn=warnings.append)
     assert state["epoch"] == 1  # the previous checkpoint
     assert len(warnings) == 1 and "using the previous one" in warnings[0]
+
+
+def test_fast_path_gives_the_plain_path_loss_on_the_same_batches() -> None:
+    """XLA + several steps per call (the fast path) vs no XLA, one step per call: same losses to 1e-5."""
+    import keras
+
+    from mnist_rnn.config import ModelConfig, TrainConfig
+    from mnist_rnn.model import build_model
+    from mnist_rnn.train import compile_model, fit_epoch, seed_everything
+
+    seed_everything(3, deterministic=True, jit_compile=True)  # as train() does for this path
+    data = load_dataset(load_config(CONFIGS / "smoke.yaml").data, seed=0)
+    x, y = data.train.x[:1024], data.train.y[:1024]
+    keras.utils.set_random_seed(3)
+    start = build_model(ModelConfig(units=(32, 32)), (28, 28)).get_weights()
+    losses, weights = {}, {}
+    paths = {
+        "fast": TrainConfig(jit_compile="on"),
+        "plain": TrainConfig(jit_compile="off", steps_per_execution=1),
+    }
+    assert paths["fast"].steps_per_execution > 1  # several steps per call is the default
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:  # Keras warns when it drops XLA
+        warnings.simplefilter("always")
+        for name, tcfg in paths.items():
+            model = build_model(ModelConfig(units=(32, 32)), (28, 28))
+            model.set_weights(start)
+            compile_model(model, tcfg)
+            per_batch = []
+            for i in range(0, 512, 64):  # 8 batches, one at a time, so each loss is that batch's own
+                per_batch.append(fit_epoch(model, x[i : i + 64], y[i : i + 64], 64, "/CPU:0")["loss"][-1])
+            losses[name], weights[name] = np.array(per_batch), model.get_weights()
+    np.testing.assert_allclose(losses["fast"], losses["plain"], atol=1e-5)
+    for a, b in zip(weights["fast"], weights["plain"], strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    assert not any(isinstance(w.message, UserWarning) and "jit_compile" in str(w.message) for w in caught)

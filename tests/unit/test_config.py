@@ -131,3 +131,9 @@ def test_error_in_a_base_file_names_that_file(write_config) -> None:
 def test_data_dir_expands_the_home_directory() -> None:
     cfg = load_config(CONFIGS / "default.yaml", ["data.source=idx", "data.dir=~/mnist"])
     assert cfg.data.dir == Path.home() / "mnist"
+
+
+def test_jit_compile_takes_yaml_booleans_as_on_and_off(write_config) -> None:
+    # YAML 1.1 reads a bare `on` as true: both spellings must mean the same thing
+    assert load_config(write_config("train:\n  jit_compile: on\n")).train.jit_compile == "on"
+    assert load_config(write_config("train:\n  jit_compile: false\n")).train.jit_compile == "off"
