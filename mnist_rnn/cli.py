@@ -163,11 +163,6 @@ def _train(
         raise ConfigError("train needs --config FILE (or --resume RUN_DIR); see mnist-rnn train --help")
     else:
         cfg = _load(config, overrides, name)
-    if cfg.train.stateful:
-        raise ConfigError(
-            f"{config}: train.stateful: true is validated but stateful training is not implemented yet; "
-            "set train.stateful: false"
-        )
     if resume is None:
         target = runs.plan_run_dir(cfg.run.root, cfg.name, run_dir)
 

@@ -14,7 +14,7 @@ import re
 from collections.abc import Sequence
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -50,6 +50,15 @@ class Source(StrEnum):
 
 class Layout(StrEnum):
     rows = "rows"  # 28 steps of 28 features, one image row per step
+    pixels = "pixels"  # 784 steps of 1 feature, one pixel per step (pixel MNIST)
+
+
+LAYOUT_SHAPES = {Layout.rows: (28, 28), Layout.pixels: (784, 1)}  # (steps, features)
+
+
+class ChunkLoss(StrEnum):
+    every_chunk = "every_chunk"  # each chunk's output is scored against the image's label
+    last_chunk = "last_chunk"  # only the final chunk's (the whole sequence's) output is scored
 
 
 class Cell(StrEnum):
@@ -92,6 +101,7 @@ class DataConfig(_Frozen):
     validation: Annotated[int, Field(ge=0, lt=TRAIN_POOL)] = 5_000
     limit_train: PositiveInt | None = None
     limit_test: Annotated[int, Field(gt=0, le=TEST_SIZE)] | None = None
+    chunk_steps: PositiveInt | None = None  # stateful TBPTT: cut each sequence into chunks of N steps
     download: bool = False  # source: tfds only; never download unless the user allows it
 
 
@@ -117,6 +127,8 @@ class TrainConfig(_Frozen):
     checkpoint_every_steps: PositiveInt | None = None  # also save `last` every N batches
     checkpoint_every_minutes: PositiveFloat | None = 10.0  # ... and at least this often
     stateful: bool = False
+    reset_states: Literal["epoch", "never"] | PositiveInt = "epoch"  # or every N batches
+    chunk_loss: ChunkLoss = ChunkLoss.every_chunk
     shuffle: bool = True
     device: Device = Device.auto
     deterministic: bool = True
@@ -330,6 +342,26 @@ def _check_combinations(cfg: Config, layers: _Layers) -> None:
             "early stopping watches validation accuracy, but data.validation is 0; "
             "set data.validation > 0 or remove early_stopping_patience",
         )
+    steps = LAYOUT_SHAPES[cfg.data.layout][0]
+    chunk = cfg.data.chunk_steps
+    if chunk is not None and not cfg.train.stateful:
+        fail(("data", "chunk_steps"), "chunks carry state from one to the next: set train.stateful: true")
+    if chunk is not None and steps % chunk:
+        fail(
+            ("data", "chunk_steps"), f"must divide the {steps} steps of layout {cfg.data.layout}, got {chunk}"
+        )
+    if cfg.train.stateful and cfg.model.bidirectional:
+        fail(
+            ("model", "bidirectional"),
+            "cannot be stateful: the backward direction would need the end of a sequence before its start; "
+            "set model.bidirectional: false or train.stateful: false",
+        )
+    if chunk is not None and cfg.model.head is Head.mean:
+        fail(
+            ("model", "head"), "mean over time would only see one chunk; use head: last with data.chunk_steps"
+        )
+    if chunk is not None and cfg.train.reset_states != "epoch":
+        fail(("train", "reset_states"), "is set by data.chunk_steps (reset after each image's last chunk)")
     if cfg.data.dir is not None and cfg.data.source in (Source.embedded, Source.synthetic):
         fail(("data", "dir"), f"is only read by source idx or tfds, but data.source is {cfg.data.source}")
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mnist_rnn.config import TEST_SIZE, TRAIN_POOL, DataConfig, Layout, Source
+from mnist_rnn.config import LAYOUT_SHAPES, TEST_SIZE, TRAIN_POOL, DataConfig, Layout, Source
 from mnist_rnn.errors import DataError
 
 NUM_CLASSES = 10
@@ -238,12 +238,17 @@ def _load_synthetic(cfg: DataConfig, seed: int) -> dict[str, np.ndarray]:
 # ---------------------------------------------------------------------------------------- layout
 
 
+def sequence_shape(layout: Layout | str) -> tuple[int, int]:
+    """(steps, features) of one image in `layout`."""
+    return LAYOUT_SHAPES[Layout(layout)]
+
+
 def make_sequences(images: np.ndarray, layout: Layout | str) -> np.ndarray:
     """(N, 28, 28) uint8 images -> (N, steps, features) float32 in [0, 1]."""
     x = images.astype(np.float32) / np.float32(255.0)
     if Layout(layout) is Layout.rows:
         return x  # (N, 28, 28): step t is image row t
-    raise ValueError(f"unknown layout {layout}")  # pragma: no cover - the enum is exhaustive
+    return x.reshape(len(x), 28 * 28, 1)  # pixels: (N, 784, 1), row-major scan
 
 
 def load_dataset(cfg: DataConfig, seed: int) -> Dataset:

@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mnist_rnn import runs
-from mnist_rnn.data import NUM_CLASSES, Split, load_dataset
+from mnist_rnn.data import NUM_CLASSES, Split, load_dataset, sequence_shape
 from mnist_rnn.errors import RunError
+from mnist_rnn.model import stateless_twin
 
 if TYPE_CHECKING:
     import keras
@@ -73,6 +74,8 @@ def evaluate_run(run_dir: Path, checkpoint: str = "best", split: str = "test") -
     path = runs.find_checkpoint(run_dir, checkpoint)  # fail before loading data if it is missing
     dataset = load_dataset(cfg.data, cfg.seed)
     model, state = runs.load_checkpoint(run_dir, checkpoint)
+    if cfg.train.stateful:  # score every image, with no state carried in from training
+        model = stateless_twin(cfg.model, model, sequence_shape(cfg.data.layout))
     target = dataset.test if split == "test" else dataset.val
     assert target is not None
     result = asdict(score(model, target, cfg.train.eval_batch_size))

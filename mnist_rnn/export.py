@@ -27,7 +27,7 @@ import numpy as np
 
 from mnist_rnn import runs
 from mnist_rnn.config import Config
-from mnist_rnn.data import load_dataset
+from mnist_rnn.data import load_dataset, sequence_shape
 from mnist_rnn.errors import ExportError
 from mnist_rnn.evaluate import predict as keras_predict
 from mnist_rnn.model import build_model
@@ -49,8 +49,9 @@ def serving_twin(
     cfg: Config, model: keras.Model, batch_size: int | None = None, unroll: bool = False
 ) -> keras.Model:
     """The trained model's weights in a freshly built, CPU-safe model (optionally unrolled, fixed batch)."""
-    steps_features = tuple(int(d) for d in model.input_shape[1:])
-    twin = build_model(cfg.model, steps_features, batch_size=batch_size, cpu_safe=True, unroll=unroll)  # type: ignore[arg-type]
+    # Whole sequences, whatever the training saw (a stateful run trains on chunks with a fixed batch).
+    steps_features = sequence_shape(cfg.data.layout)
+    twin = build_model(cfg.model, steps_features, batch_size=batch_size, cpu_safe=True, unroll=unroll)
     twin.set_weights(model.get_weights())
     return twin
 
@@ -248,7 +249,8 @@ def export_run(
         files = _WRITERS[fmt](cfg, model, tmp, quantize)
         log(f"wrote {fmt}{' (dynamic-range quantized)' if quantize else ''}; checking it in its own runtime")
         test = dataset.test
-        reference = keras_predict(model, test.x, cfg.train.eval_batch_size)
+        trained = serving_twin(cfg, model) if cfg.train.stateful else model  # stateful: whole-sequence twin
+        reference = keras_predict(trained, test.x, cfg.train.eval_batch_size)
         got = _LOADERS[fmt](tmp, quantize)(test.x)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -14,7 +14,7 @@ unroll) so that on a GPU Keras picks the cuDNN kernel. Only `model.recurrent_dro
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mnist_rnn.config import Cell, Head, ModelConfig
 
@@ -35,7 +35,13 @@ def cudnn_blockers(cfg: ModelConfig) -> list[str]:
 
 
 def _recurrent_layer(
-    cfg: ModelConfig, units: int, return_sequences: bool, name: str, cpu_safe: bool, unroll: bool
+    cfg: ModelConfig,
+    units: int,
+    return_sequences: bool,
+    name: str,
+    cpu_safe: bool,
+    unroll: bool,
+    stateful: bool = False,
 ) -> keras.layers.Layer:
     import keras
 
@@ -44,7 +50,7 @@ def _recurrent_layer(
         Cell.gru: keras.layers.GRU,
         Cell.simple_rnn: keras.layers.SimpleRNN,
     }
-    extra: dict[str, object] = {"unroll": unroll}
+    extra: dict[str, object] = {"unroll": unroll, "stateful": stateful}
     if cpu_safe and cfg.cell is not Cell.simple_rnn:
         extra["use_cudnn"] = False  # never trace the cuDNN kernel into an exported graph
     layer = layer_type[cfg.cell](
@@ -65,11 +71,13 @@ def build_model(
     batch_size: int | None = None,
     cpu_safe: bool = False,
     unroll: bool = False,
+    stateful: bool = False,
 ) -> keras.Model:
     """Build (not compile) the classifier for sequences of shape `input_shape` = (steps, features).
 
     `cpu_safe`, `unroll` and a fixed `batch_size` build the serving twins used by export: the same
-    layers and weight layout, but a graph with no cuDNN op (SavedModel) or no loop (TFLite).
+    layers and weight layout, but a graph with no cuDNN op (SavedModel) or no loop (TFLite). `stateful`
+    (with a fixed `batch_size`) carries each sample's final state into the next batch.
     """
     import keras
 
@@ -81,7 +89,7 @@ def build_model(
         is_last = i == len(cfg.units) - 1
         # The head needs every step only for `mean`; otherwise the last layer returns its last step.
         return_sequences = not is_last or cfg.head is Head.mean
-        x = _recurrent_layer(cfg, units, return_sequences, f"{cfg.cell}_{i}", cpu_safe, unroll)(x)
+        x = _recurrent_layer(cfg, units, return_sequences, f"{cfg.cell}_{i}", cpu_safe, unroll, stateful)(x)
         if cfg.dropout and not is_last:
             x = keras.layers.Dropout(cfg.dropout, name=f"dropout_{i}")(x)
     if cfg.head is Head.mean:
@@ -90,3 +98,24 @@ def build_model(
         x = keras.layers.Dropout(cfg.dropout, name="dropout_head")(x)
     outputs = keras.layers.Dense(NUM_CLASSES, activation="softmax", name="probabilities")(x)
     return keras.Model(inputs, outputs, name=f"{cfg.cell}_{'x'.join(map(str, cfg.units))}")
+
+
+def recurrent_states(model: keras.Model) -> list[Any]:
+    """The state variables of a stateful model's recurrent layers (what carries across batches)."""
+    return [v for layer in model.layers for v in (getattr(layer, "states", None) or []) if v is not None]
+
+
+def reset_states(model: keras.Model) -> None:
+    """Zero the carried state of every recurrent layer (stacked and bidirectional alike)."""
+    for layer in model.layers:
+        inner = getattr(layer, "forward_layer", layer)  # Bidirectional: ask its wrapped layer
+        if getattr(inner, "stateful", False):
+            layer.reset_state()
+
+
+def stateless_twin(cfg: ModelConfig, model: keras.Model, input_shape: tuple[int, int]) -> keras.Model:
+    """The same weights in a stateless model over whole sequences: what scores, exports and predicts a
+    stateful run, so no state leaks from training into figures and every image is scored."""
+    twin = build_model(cfg, input_shape)
+    twin.set_weights(model.get_weights())
+    return twin

@@ -26,11 +26,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from mnist_rnn import __version__, runs
-from mnist_rnn.config import Config, Device, Jit, LrSchedule, TrainConfig
-from mnist_rnn.data import Dataset
+from mnist_rnn.config import ChunkLoss, Config, Device, Jit, LrSchedule, TrainConfig
+from mnist_rnn.data import Dataset, sequence_shape
 from mnist_rnn.errors import DeviceError, Interrupted, TrainingError
 from mnist_rnn.evaluate import score
-from mnist_rnn.model import build_model, cudnn_blockers
+from mnist_rnn.model import build_model, cudnn_blockers, recurrent_states, reset_states, stateless_twin
 
 if TYPE_CHECKING:
     import keras
@@ -101,6 +101,32 @@ def epoch_order(seed: int, epoch: int, n: int, shuffle: bool) -> np.ndarray:
     return np.random.default_rng([seed, epoch]).permutation(n)
 
 
+def epoch_batches(
+    x: np.ndarray, y: np.ndarray, order: np.ndarray, cfg: TrainConfig, chunk_steps: int | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """One epoch's samples in batch order: consecutive runs of `batch_size` rows are the batches.
+
+    Stateful: only whole batches (sample i of batch k+1 continues sample i of batch k). Chunked: for each
+    group of B images, batch t holds chunk t of those same B images, in order; the weights score every
+    chunk against the image's label, or only the last chunk (`train.chunk_loss`).
+    """
+    if not cfg.stateful:
+        return x[order], y[order], None
+    batch = cfg.batch_size
+    groups = order[: len(order) // batch * batch].reshape(-1, batch)  # (G, B) image ids
+    if chunk_steps is None:
+        return x[groups.reshape(-1)], y[groups.reshape(-1)], None
+    n_groups, steps, features = len(groups), x.shape[1], x.shape[2]
+    chunks = steps // chunk_steps
+    # (G, B, C, k, F) -> (G, C, B, k, F): group g's batch c is chunk c of the group's B images
+    xs = x[groups].reshape(n_groups, batch, chunks, chunk_steps, features).transpose(0, 2, 1, 3, 4)
+    ys = np.broadcast_to(y[groups][:, None, :], (n_groups, chunks, batch))
+    weights = np.ones((n_groups, chunks, batch), dtype=np.float32)
+    if cfg.chunk_loss is ChunkLoss.last_chunk:
+        weights[:, :-1, :] = 0.0
+    return xs.reshape(-1, chunk_steps, features), ys.reshape(-1), weights.reshape(-1)
+
+
 def fit_epoch(
     model: keras.Model,
     x: np.ndarray,
@@ -108,6 +134,7 @@ def fit_epoch(
     batch_size: int,
     device: str,
     callbacks: Sequence[keras.callbacks.Callback] = (),
+    sample_weight: np.ndarray | None = None,
 ) -> dict[str, list[float]]:
     """One pass over (x, y) in the given order: mnist-rnn's training step (also what scripts/bench.py times).
 
@@ -115,7 +142,8 @@ def fit_epoch(
     """
     import tensorflow as tf
 
-    batches = tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size).prefetch(2)
+    parts = (x, y) if sample_weight is None else (x, y, sample_weight)
+    batches = tf.data.Dataset.from_tensor_slices(parts).batch(batch_size).prefetch(2)
     with tf.device(device):
         return model.fit(batches, epochs=1, shuffle=False, verbose=0, callbacks=list(callbacks)).history
 
@@ -125,6 +153,8 @@ XLA_MIN_STEPS = 100  # measured: XLA wins on 784-step pixels (1.8x), loses on 2-
 
 def use_xla(cfg: TrainConfig, steps: int) -> bool:
     """Whether to XLA-compile the train/predict steps for sequences of `steps` time steps."""
+    if cfg.stateful:  # state updates between batches: keep to plain graphs and one batch per call
+        return False
     return cfg.jit_compile is Jit.on or (cfg.jit_compile is Jit.auto and steps >= XLA_MIN_STEPS)
 
 
@@ -136,7 +166,8 @@ def compile_model(model: keras.Model, cfg: TrainConfig) -> None:
         optimizer=optimizer,
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
-        steps_per_execution=cfg.steps_per_execution,
+        # Stateful resets and checkpoints act between batches, so callbacks must see every one.
+        steps_per_execution=1 if cfg.stateful else cfg.steps_per_execution,
         jit_compile=use_xla(cfg, int(model.input_shape[1])),
     )
 
@@ -197,6 +228,7 @@ class _BatchWatch:
         first_step: int,
         metric_state: list[Any] | None,
         on_step: Callable[[int], None],
+        reset_every: int | None = None,
     ) -> keras.callbacks.Callback:
         import keras
 
@@ -219,6 +251,8 @@ class _BatchWatch:
                     self.model.stop_training = True
                     return
                 self.last_step = step
+                if reset_every and step % reset_every == 0:
+                    reset_states(self.model)  # before any checkpoint of this step records the state
                 if stop.signum is not None:
                     self.model.stop_training = True
                 else:
@@ -243,9 +277,13 @@ def _restore(variables: list[Any], values: list[Any] | None) -> None:
         variable.assign(np.asarray(value, dtype=variable.dtype))
 
 
-def _build_metrics(model: keras.Model, x: np.ndarray, y: np.ndarray) -> None:
-    """Keras builds compile metrics on their first update; build them so their state can be restored."""
-    model.compute_metrics(x[:1], y[:1], model(x[:1], training=False), sample_weight=None)
+def _build_metrics(model: keras.Model) -> None:
+    """Keras builds compile metrics on their first update; build them so their state can be restored.
+    (On a stateful model this call moves the state: restore carried states after it.)"""
+    batch = model.input_shape[0] or 1
+    x = np.zeros((batch, *model.input_shape[1:]), dtype=np.float32)
+    y = np.zeros((batch,), dtype=np.int32)
+    model.compute_metrics(x, y, model(x, training=False), sample_weight=None)
 
 
 class _TensorBoard:
@@ -347,24 +385,50 @@ def train(
     # `epoch`: epochs finished; `step`: batches finished of the next one (0 at an epoch boundary).
     state: dict[str, Any] = {
         "epoch": 0, "step": 0, "best": -1.0, "best_epoch": 0, "stale": 0, "fit_seconds": 0.0,
-        "history": [], "metric_state": None, "rng_state": None, "seed": cfg.seed,
+        "history": [], "metric_state": None, "rng_state": None, "rnn_state": None, "seed": cfg.seed,
     }  # fmt: skip
+    chunk = cfg.data.chunk_steps
+    full_shape = sequence_shape(cfg.data.layout)  # (steps, features) of a whole image
+    # A stateful model sees a fixed batch of (chunks of) sequences; scoring uses a stateless twin.
+    train_shape = (chunk or full_shape[0], full_shape[1])
     with tf.device(device):
         if resume:
             model, saved = runs.load_checkpoint(run_dir, "last", warn=console.print)
             state.update({k: saved[k] for k in state if k in saved})
+            _build_metrics(model)
             _restore(rng_variables(model), state["rng_state"])
-            _build_metrics(model, train_x, train_y)
+            _restore(recurrent_states(model) if tcfg.stateful else [], state["rnn_state"])
             console.print(
                 f"resuming at epoch {state['epoch'] + 1}, batch {state['step']} from {run_dir}",
                 highlight=False,
             )
         else:
-            model = build_model(cfg.model, dataset.input_shape)
+            batch = tcfg.batch_size if tcfg.stateful else None
+            model = build_model(cfg.model, train_shape, batch_size=batch, stateful=tcfg.stateful)
             compile_model(model, tcfg)
     console.print(f"model: {model.name}, {model.count_params():,} parameters", highlight=False)
 
-    steps_per_epoch = math.ceil(len(train_y) / tcfg.batch_size)
+    def inference_model() -> keras.Model:
+        return stateless_twin(cfg.model, model, full_shape) if tcfg.stateful else model
+
+    def carried() -> dict[str, Any]:
+        return {
+            "rng_state": [np.asarray(v).tolist() for v in rng_variables(model)],
+            "rnn_state": [np.asarray(v).tolist() for v in recurrent_states(model)] if tcfg.stateful else None,
+        }
+
+    used = len(train_y) // tcfg.batch_size * tcfg.batch_size if tcfg.stateful else len(train_y)
+    chunks = full_shape[0] // chunk if chunk else 1
+    steps_per_epoch = math.ceil(used / tcfg.batch_size) * chunks
+    reset_every = chunks if chunk else (tcfg.reset_states if isinstance(tcfg.reset_states, int) else None)
+    if tcfg.stateful:
+        console.print(
+            f"stateful: batches of {tcfg.batch_size}; each epoch trains on {used} of {len(train_y)} images "
+            f"({len(train_y) - used} dropped so every batch is whole)"
+            + (f"; {chunks} chunks of {chunk} steps per image, state reset after the last" if chunk else "")
+            + f"; scores use a stateless twin on all {len(dataset.test)} test images",
+            highlight=False,
+        )
     tensorboard = _TensorBoard(run_dir, cfg.run.tensorboard)
     history: list[dict[str, Any]] = state["history"]
     runs.write_history(run_dir, history)  # drops rows written after the checkpoint, before a crash
@@ -377,7 +441,7 @@ def train(
     def save_mid_epoch(step: int, elapsed: float) -> None:
         mid = {**state, "step": step, "fit_seconds": state["fit_seconds"] + elapsed}
         mid["metric_state"] = [np.asarray(v).tolist() for v in metric_variables(model)]
-        mid["rng_state"] = [np.asarray(v).tolist() for v in rng_variables(model)]
+        mid.update(carried())
         runs.save_checkpoint(run_dir, "last", model, mid)
         clock.saved(state["epoch"] * steps_per_epoch + step)
 
@@ -397,7 +461,11 @@ def train(
             first_step = state["step"]  # non-zero only for an epoch resumed part-way
             lr = learning_rate(tcfg, epoch)
             model.optimizer.learning_rate.assign(lr)
-            order = epoch_order(cfg.seed, epoch, len(train_y), tcfg.shuffle)[first_step * tcfg.batch_size :]
+            order = epoch_order(cfg.seed, epoch, len(train_y), tcfg.shuffle)
+            xs, ys, ws = epoch_batches(train_x, train_y, order, tcfg, chunk)
+            rows = slice(first_step * tcfg.batch_size, None)  # a resumed epoch continues at its next batch
+            if tcfg.stateful and first_step == 0 and (tcfg.reset_states == "epoch" or chunk):
+                reset_states(model)
             task = progress.add_task(
                 "", total=steps_per_epoch, completed=first_step, epoch=f"{epoch + 1}/{tcfg.epochs}", loss=0.0,
                 acc=0.0,
@@ -408,8 +476,12 @@ def train(
                 if clock.due(epoch * steps_per_epoch + step) and step < steps_per_epoch:
                     save_mid_epoch(step, time.perf_counter() - start)
 
-            watch = _BatchWatch.make(progress, task, stop, first_step, state["metric_state"], on_step)
-            logs = fit_epoch(model, train_x[order], train_y[order], tcfg.batch_size, device, [watch])
+            watch = _BatchWatch.make(
+                progress, task, stop, first_step, state["metric_state"], on_step, reset_every
+            )
+            logs = fit_epoch(
+                model, xs[rows], ys[rows], tcfg.batch_size, device, [watch], None if ws is None else ws[rows]
+            )
             seconds = time.perf_counter() - start
             progress.remove_task(task)
             if watch.bad_step is not None or not math.isfinite(logs["loss"][-1]):
@@ -422,7 +494,11 @@ def train(
                 save_mid_epoch(watch.last_step, seconds)  # the batch in flight finished: keep it
                 raise _interrupted(stop, run_dir, epoch, epoch, watch.last_step)
 
-            val = score(model, dataset.val, tcfg.eval_batch_size) if dataset.val is not None else None
+            val = (
+                score(inference_model(), dataset.val, tcfg.eval_batch_size)
+                if dataset.val is not None
+                else None
+            )
             row = {
                 "epoch": epoch + 1,
                 "loss": float(logs["loss"][-1]),
@@ -442,6 +518,7 @@ def train(
             state.update(
                 epoch=epoch + 1, step=0, metric_state=None, fit_seconds=state["fit_seconds"] + seconds
             )
+            state.update(carried())
             # `best` before `last`: whatever `last` says about the best epoch is then already on disk.
             if improved:
                 runs.save_checkpoint(run_dir, "best", model, state)
@@ -465,6 +542,8 @@ def train(
 
     # Score the best checkpoint as saved on disk: exactly what `mnist-rnn eval` will load.
     best_model, _ = runs.load_checkpoint(run_dir, "best", warn=console.print)
+    if tcfg.stateful:
+        best_model = stateless_twin(cfg.model, best_model, full_shape)
     test = score(best_model, dataset.test, tcfg.eval_batch_size)
     fit_seconds = state["fit_seconds"]
     metrics = {
@@ -476,7 +555,7 @@ def train(
         "test_loss": test.loss,
         "test_checkpoint": "best",
         "train_seconds": round(fit_seconds, 3),
-        "samples_per_second": round(len(history) * len(train_y) / fit_seconds, 1) if fit_seconds else None,
+        "samples_per_second": round(len(history) * used / fit_seconds, 1) if fit_seconds else None,
         "train_samples": len(train_y),
         "test_samples": test.samples,
         "device": device,

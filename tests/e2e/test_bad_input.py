@@ -125,8 +125,11 @@ CASES: list[tuple[str, int, str, Case]] = [
     ("set bad yaml", 2, "--set model.units=[1,: invalid YAML", lambda t: _train(t, "{}\n", "--set", "model.units=[1,")),
     ("set without value", 2, "expected KEY=VALUE", lambda t: _train(t, "{}\n", "--set", "model.units")),
     ("no config at all", 2, "train needs --config FILE", lambda t: ["train"]),
-    ("stateful not yet", 2, "stateful training is not implemented yet",
-     lambda t: ["train", "-c", SMOKE, "--set", "train.stateful=true"]),
+    ("chunks without state", 2, "data.chunk_steps: chunks carry state", lambda t: ["train", "-c", SMOKE, "--set", "data.chunk_steps=7"]),
+    ("chunks not dividing", 2, "must divide the 784 steps of layout pixels",
+     lambda t: ["train", "-c", SMOKE, "--set", "train.stateful=true", "--set", "data.layout=pixels", "--set", "data.chunk_steps=100"]),
+    ("stateful bidirectional", 2, "model.bidirectional: cannot be stateful",
+     lambda t: ["train", "-c", SMOKE, "--set", "train.stateful=true", "--set", "model.bidirectional=true"]),
     # --- data files
     ("idx without folder", 2, "neither data.dir nor $MNIST_RNN_DATA_DIR",
      lambda t: ["train", "-c", SMOKE, "--set", "data.source=idx"]),

@@ -143,12 +143,6 @@ def test_non_empty_run_dir_is_refused_and_left_alone(tmp_path: Path) -> None:
     assert [p.name for p in run.iterdir()] == ["notes.txt"] and (run / "notes.txt").read_text() == "precious"
 
 
-def test_stateful_is_validated_but_refused_until_implemented(tmp_path: Path) -> None:
-    result = runner.invoke(app, ["train", "-c", SMOKE, "--set", "train.stateful=true"])
-    assert result.exit_code == 2 and "stateful training is not implemented yet" in result.stderr
-    assert not (tmp_path / "runs").exists()
-
-
 def test_eval_of_a_foreign_directory_is_exit_2(tmp_path: Path) -> None:
     result = runner.invoke(app, ["eval", str(tmp_path)])
     assert result.exit_code == 2 and "not a run directory" in result.stderr

@@ -87,6 +87,28 @@ BROKEN = [
     ("name: 'has space'\n", [], "name: must match pattern"),
     ("base: nowhere.yaml\n", [], "base: file"),
     ("train: 3\n", [], "train: must be a section"),
+    ("data:\n  chunk_steps: 7\n", [], "data.chunk_steps: chunks carry state from one to the next"),
+    (
+        "data:\n  chunk_steps: 5\ntrain:\n  stateful: true\n",
+        [],
+        "must divide the 28 steps of layout rows, got 5",
+    ),
+    (
+        "model:\n  head: mean\ndata:\n  chunk_steps: 7\ntrain:\n  stateful: true\n",
+        [],
+        "model.head: mean over time",
+    ),
+    (
+        "data:\n  chunk_steps: 7\ntrain:\n  stateful: true\n  reset_states: never\n",
+        [],
+        "train.reset_states: is set by",
+    ),
+    (
+        "model:\n  bidirectional: true\ntrain:\n  stateful: true\n",
+        [],
+        "model.bidirectional: cannot be stateful",
+    ),
+    ("train:\n  reset_states: sometimes\n", [], "train.reset_states"),
     ("{}\n", ["train.nope=1"], "--set train.nope=1: train.nope: unknown key"),
     ("{}\n", ["model.units=[1,"], "--set model.units=[1,: invalid YAML"),
     ("{}\n", ["model.units"], "expected KEY=VALUE"),

@@ -1,0 +1,70 @@
+"""Streaming inference: feed an image a row (or a chunk) at a time and read the class probabilities after
+each step, the recurrent state kept between calls.
+
+    streamer = Streamer.from_run("runs/20261123-120000-default")     # best checkpoint
+    for row in image_sequence:                                       # (28, 28): one row per call
+        probabilities = streamer.step(row[None])                     # (1, 28) -> (10,)
+    streamer.reset()                                                 # before the next image
+
+After the last row the probabilities equal the whole-sequence prediction (to float rounding; tested to
+1e-5). It needs the `last` head: a mean over time is not known until the sequence ends.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from mnist_rnn import runs
+from mnist_rnn.config import Head, ModelConfig
+from mnist_rnn.data import sequence_shape
+from mnist_rnn.errors import ConfigError
+from mnist_rnn.model import build_model, reset_states
+
+if TYPE_CHECKING:
+    import keras
+
+
+class Streamer:
+    """A batch-1 stateful copy of a trained model that consumes `chunk_steps` time steps per call."""
+
+    def __init__(
+        self, cfg: ModelConfig, weights: list[np.ndarray], features: int, chunk_steps: int = 1
+    ) -> None:
+        if cfg.head is not Head.last:
+            raise ConfigError("streaming needs model.head: last (a mean over time is only known at the end)")
+        if cfg.bidirectional:
+            raise ConfigError(
+                "streaming cannot run a bidirectional model: it reads the sequence backwards too"
+            )
+        self.chunk_steps = chunk_steps
+        self.model: keras.Model = build_model(cfg, (chunk_steps, features), batch_size=1, stateful=True)
+        self.model.set_weights(weights)
+
+    @classmethod
+    def from_run(cls, run_dir: Path | str, checkpoint: str = "best", chunk_steps: int = 1) -> Streamer:
+        run = Path(run_dir)
+        cfg = runs.read_run_config(run)
+        model, _ = runs.load_checkpoint(run, checkpoint)
+        return cls(cfg.model, model.get_weights(), sequence_shape(cfg.data.layout)[1], chunk_steps)
+
+    def reset(self) -> None:
+        """Forget the sequence so far (call before each new image)."""
+        reset_states(self.model)
+
+    def step(self, chunk: np.ndarray) -> np.ndarray:
+        """chunk (chunk_steps, features) -> class probabilities (10,) given everything fed so far."""
+        x = np.asarray(chunk, dtype=np.float32).reshape(1, self.chunk_steps, -1)
+        return np.asarray(self.model(x, training=False))[0]
+
+    def stream(self, sequence: np.ndarray) -> np.ndarray:
+        """A whole sequence (steps, features), chunk by chunk from a reset: probabilities after each chunk."""
+        self.reset()
+        steps = len(sequence)
+        if steps % self.chunk_steps:
+            raise ValueError(f"{steps} steps do not divide into chunks of {self.chunk_steps}")
+        return np.stack(
+            [self.step(sequence[i : i + self.chunk_steps]) for i in range(0, steps, self.chunk_steps)]
+        )
