@@ -234,8 +234,7 @@ def _eval(run_path: Path, checkpoint: CheckpointName | None, split: SplitName) -
     from mnist_rnn import runs
     from mnist_rnn.evaluate import evaluate_run
 
-    run_dir, from_path = runs.resolve_run_dir(run_path)
-    chosen = checkpoint.value if checkpoint else (from_path or "best")
+    run_dir, chosen = runs.resolve_run_dir(run_path, checkpoint.value if checkpoint else None)
     return evaluate_run(run_dir, chosen, split.value)
 
 
@@ -312,8 +311,7 @@ def _export(
     from mnist_rnn import runs
     from mnist_rnn.export import export_run
 
-    run_dir, from_path = runs.resolve_run_dir(run_path)
-    chosen = checkpoint.value if checkpoint else (from_path or "best")
+    run_dir, chosen = runs.resolve_run_dir(run_path, checkpoint.value if checkpoint else None)
 
     def log(message: str) -> None:
         err_console.print(message, highlight=False, markup=False)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mnist_rnn import runs
+from mnist_rnn.config import Config
 from mnist_rnn.data import NUM_CLASSES, Split, load_dataset, sequence_shape
 from mnist_rnn.errors import RunError
 from mnist_rnn.model import stateless_twin
@@ -53,6 +54,14 @@ def scores_from_probabilities(probs: np.ndarray, labels: np.ndarray) -> Scores:
     )
 
 
+def inference_model(cfg: Config, model: keras.Model) -> keras.Model:
+    """The model that scores a run: the trained one, or for a stateful run (fixed batch, chunks) its
+    stateless twin over whole sequences, so every image is scored and no carried state leaks in."""
+    if not cfg.train.stateful:
+        return model
+    return stateless_twin(cfg.model, model, sequence_shape(cfg.data.layout))
+
+
 def predict(model: keras.Model, x: np.ndarray, batch_size: int) -> np.ndarray:
     """Class probabilities (N, 10) in inference mode (dropout off)."""
     return np.asarray(model.predict(x, batch_size=batch_size, verbose=0))
@@ -74,8 +83,7 @@ def evaluate_run(run_dir: Path, checkpoint: str = "best", split: str = "test") -
     path = runs.find_checkpoint(run_dir, checkpoint)  # fail before loading data if it is missing
     dataset = load_dataset(cfg.data, cfg.seed)
     model, state = runs.load_checkpoint(run_dir, checkpoint)
-    if cfg.train.stateful:  # score every image, with no state carried in from training
-        model = stateless_twin(cfg.model, model, sequence_shape(cfg.data.layout))
+    model = inference_model(cfg, model)
     target = dataset.test if split == "test" else dataset.val
     assert target is not None
     result = asdict(score(model, target, cfg.train.eval_batch_size))

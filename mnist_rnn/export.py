@@ -29,6 +29,7 @@ from mnist_rnn import runs
 from mnist_rnn.config import Config
 from mnist_rnn.data import load_dataset, sequence_shape
 from mnist_rnn.errors import ExportError
+from mnist_rnn.evaluate import inference_model
 from mnist_rnn.evaluate import predict as keras_predict
 from mnist_rnn.model import build_model
 
@@ -249,8 +250,7 @@ def export_run(
         files = _WRITERS[fmt](cfg, model, tmp, quantize)
         log(f"wrote {fmt}{' (dynamic-range quantized)' if quantize else ''}; checking it in its own runtime")
         test = dataset.test
-        trained = serving_twin(cfg, model) if cfg.train.stateful else model  # stateful: whole-sequence twin
-        reference = keras_predict(trained, test.x, cfg.train.eval_batch_size)
+        reference = keras_predict(inference_model(cfg, model), test.x, cfg.train.eval_batch_size)
         got = _LOADERS[fmt](tmp, quantize)(test.x)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

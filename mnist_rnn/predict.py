@@ -17,10 +17,10 @@ import numpy as np
 
 from mnist_rnn import runs
 from mnist_rnn.config import Layout
-from mnist_rnn.data import IMAGE_SHAPE, make_sequences, read_idx, sequence_shape
+from mnist_rnn.data import IMAGE_SHAPE, make_sequences, read_idx
 from mnist_rnn.errors import DataError, RunError
+from mnist_rnn.evaluate import inference_model
 from mnist_rnn.export import MANIFEST, Predictor, load_artefact
-from mnist_rnn.model import stateless_twin
 
 _IDX_IMAGES_MAGIC = (2051).to_bytes(4, "big")
 
@@ -91,14 +91,12 @@ def load_predictor(source: Path) -> tuple[Predictor, Layout, str]:
         return predictor, Layout(manifest["preprocessing"]["layout"]), f"{manifest['format']} export {source}"
     run_dir, checkpoint = runs.resolve_run_dir(source)
     cfg = runs.read_run_config(run_dir)
-    model, _ = runs.load_checkpoint(run_dir, checkpoint or "best")
-    if cfg.train.stateful:
-        model = stateless_twin(cfg.model, model, sequence_shape(cfg.data.layout))
+    model = inference_model(cfg, runs.load_checkpoint(run_dir, checkpoint)[0])
     batch = cfg.train.eval_batch_size
     return (
         lambda x: np.asarray(model.predict(x, batch_size=batch, verbose=0)),
         cfg.data.layout,
-        f"checkpoint {checkpoint or 'best'} of {run_dir}",
+        f"checkpoint {checkpoint} of {run_dir}",
     )
 
 

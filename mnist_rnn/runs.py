@@ -275,15 +275,16 @@ def _alive(pid: int) -> bool:
 # ----------------------------------------------------------------------------------- reading runs
 
 
-def resolve_run_dir(path: Path) -> tuple[Path, str | None]:
-    """Accept a run directory or one of its checkpoint folders; return (run_dir, checkpoint or None)."""
+def resolve_run_dir(path: Path, checkpoint: str | None = None) -> tuple[Path, str]:
+    """Accept a run directory or one of its checkpoint folders; return (run_dir, checkpoint): the one
+    asked for, else the folder's, else `best`."""
     if not path.exists():
         raise RunError(f"{path}: no such run directory")
     if (path / MODEL_FILE).is_file() and path.parent.name == CHECKPOINTS:
-        return path.parent.parent, path.name
+        return path.parent.parent, checkpoint or path.name
     if not (path / CONFIG).is_file():
         raise RunError(f"{path}: not a run directory (no {CONFIG}); pass a folder made by `mnist-rnn train`")
-    return path, None
+    return path, checkpoint or "best"
 
 
 def read_run_config(run_dir: Path) -> Config:

@@ -29,8 +29,8 @@ from mnist_rnn import __version__, runs
 from mnist_rnn.config import ChunkLoss, Config, Device, Jit, LrSchedule, TrainConfig
 from mnist_rnn.data import Dataset, sequence_shape
 from mnist_rnn.errors import DeviceError, Interrupted, TrainingError
-from mnist_rnn.evaluate import score
-from mnist_rnn.model import build_model, cudnn_blockers, recurrent_states, reset_states, stateless_twin
+from mnist_rnn.evaluate import inference_model, score
+from mnist_rnn.model import build_model, cudnn_blockers, recurrent_states, reset_states
 
 if TYPE_CHECKING:
     import keras
@@ -408,9 +408,6 @@ def train(
             compile_model(model, tcfg)
     console.print(f"model: {model.name}, {model.count_params():,} parameters", highlight=False)
 
-    def inference_model() -> keras.Model:
-        return stateless_twin(cfg.model, model, full_shape) if tcfg.stateful else model
-
     def carried() -> dict[str, Any]:
         return {
             "rng_state": [np.asarray(v).tolist() for v in rng_variables(model)],
@@ -495,7 +492,7 @@ def train(
                 raise _interrupted(stop, run_dir, epoch, epoch, watch.last_step)
 
             val = (
-                score(inference_model(), dataset.val, tcfg.eval_batch_size)
+                score(inference_model(cfg, model), dataset.val, tcfg.eval_batch_size)
                 if dataset.val is not None
                 else None
             )
@@ -542,9 +539,7 @@ def train(
 
     # Score the best checkpoint as saved on disk: exactly what `mnist-rnn eval` will load.
     best_model, _ = runs.load_checkpoint(run_dir, "best", warn=console.print)
-    if tcfg.stateful:
-        best_model = stateless_twin(cfg.model, best_model, full_shape)
-    test = score(best_model, dataset.test, tcfg.eval_batch_size)
+    test = score(inference_model(cfg, best_model), dataset.test, tcfg.eval_batch_size)
     fit_seconds = state["fit_seconds"]
     metrics = {
         "best_val_accuracy": state["best"] if dataset.val is not None else None,
