@@ -78,8 +78,21 @@ class LrSchedule(StrEnum):
     step = "step"
 
 
+class LstmKernel(StrEnum):
+    auto = "auto"  # fused on a CPU for runs long enough to repay XLA's compile, if the model allows it
+    keras = "keras"  # keras.layers.LSTM (cuDNN on a GPU)
+    fused = "fused"  # mnist_rnn.fused_lstm.FusedLSTM: same function and weights, fewer ops per step (CPU)
+
+
+FUSED_MAX_STEPS = 128  # the fused LSTM unrolls its loop in the graph; beyond this it grows too large
+# `auto` picks the fused LSTM for runs of at least this many training images x epochs. Measured on 2 cores
+# (docs/performance.md): its XLA compile costs 5-25 s more than Keras's graph, and it saves 40-100 us per
+# image, so it pays from about 300,000 (the default config: 55,000 x 12 = 660,000; the smoke config: 12,000).
+FUSED_MIN_SAMPLES = 300_000
+
+
 class Jit(StrEnum):
-    auto = "auto"  # XLA for long sequences (>= 100 steps, e.g. pixels), where it pays; off for rows
+    auto = "auto"  # XLA where it pays: the fused LSTM, and long sequences (>= 100 steps, e.g. pixels)
     on = "on"
     off = "off"
 
@@ -92,6 +105,11 @@ class Device(StrEnum):
 
 def _expand_user(path: Path | None) -> Path | None:
     return path.expanduser() if path is not None else None
+
+
+def training_images(cfg: DataConfig) -> int:
+    """How many images one training epoch sees (before any stateful remainder is dropped)."""
+    return cfg.limit_train or (TRAIN_POOL - cfg.validation)
 
 
 class DataConfig(_Frozen):
@@ -113,6 +131,7 @@ class ModelConfig(_Frozen):
     recurrent_dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
     projection: PositiveInt | None = None
     head: Head = Head.last
+    lstm_kernel: LstmKernel = LstmKernel.auto
 
 
 class TrainConfig(_Frozen):
@@ -323,6 +342,23 @@ def load_config(path: Path | str, overrides: Sequence[str] = ()) -> Config:
     return cfg
 
 
+def fused_lstm_blockers(cfg: Config) -> list[str]:
+    """Why the fused LSTM (stateless, unidirectional, short sequences) cannot run `cfg`; empty if it can."""
+    reasons = []
+    if cfg.model.cell is not Cell.lstm:
+        reasons.append(f"model.cell is {cfg.model.cell}")
+    if cfg.model.bidirectional:
+        reasons.append("model.bidirectional is true")
+    if cfg.model.recurrent_dropout > 0:
+        reasons.append("model.recurrent_dropout is not 0")
+    if cfg.train.stateful:
+        reasons.append("train.stateful is true")
+    steps = LAYOUT_SHAPES[cfg.data.layout][0]
+    if steps > FUSED_MAX_STEPS:
+        reasons.append(f"layout {cfg.data.layout} has {steps} steps, more than {FUSED_MAX_STEPS}")
+    return reasons
+
+
 def _check_combinations(cfg: Config, layers: _Layers) -> None:
     """Rules that span keys, reported at the key that has to change."""
 
@@ -362,6 +398,9 @@ def _check_combinations(cfg: Config, layers: _Layers) -> None:
         )
     if chunk is not None and cfg.train.reset_states != "epoch":
         fail(("train", "reset_states"), "is set by data.chunk_steps (reset after each image's last chunk)")
+    if cfg.model.lstm_kernel is LstmKernel.fused and (blockers := fused_lstm_blockers(cfg)):
+        why = "; ".join(blockers)
+        fail(("model", "lstm_kernel"), f"fused cannot run this model ({why}); use auto or keras")
     if cfg.data.dir is not None and cfg.data.source in (Source.embedded, Source.synthetic):
         fail(("data", "dir"), f"is only read by source idx or tfds, but data.source is {cfg.data.source}")
 

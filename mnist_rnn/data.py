@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mnist_rnn.config import LAYOUT_SHAPES, TEST_SIZE, TRAIN_POOL, DataConfig, Layout, Source
+from mnist_rnn.config import LAYOUT_SHAPES, TEST_SIZE, DataConfig, Layout, Source, training_images
 from mnist_rnn.errors import DataError
 
 NUM_CLASSES = 10
@@ -228,7 +228,7 @@ def synthetic_images(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _load_synthetic(cfg: DataConfig, seed: int) -> dict[str, np.ndarray]:
-    n_train = cfg.limit_train or (TRAIN_POOL - cfg.validation)
+    n_train = training_images(cfg)
     n_test = cfg.limit_test or TEST_SIZE
     x_tr, y_tr = synthetic_images(n_train + cfg.validation, seed)
     x_te, y_te = synthetic_images(n_test, seed + 1)

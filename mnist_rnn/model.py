@@ -10,6 +10,10 @@
 RNN's own `dropout` argument, and the recurrent layers keep Keras's defaults (tanh/sigmoid, bias, no
 unroll) so that on a GPU Keras picks the cuDNN kernel. Only `model.recurrent_dropout` > 0 or the
 `simple_rnn` cell rule cuDNN out; `cudnn_blockers` names them so training can say so.
+
+`fused=True` (training on a CPU, see `train.plan_execution`) swaps each LSTM for `FusedLSTM`, which has
+the same function and the same weights in the same order, so `set_weights` moves a trained model into
+the stock-layer twins that export, streaming and stateful scoring build.
 """
 
 from __future__ import annotations
@@ -42,8 +46,14 @@ def _recurrent_layer(
     cpu_safe: bool,
     unroll: bool,
     stateful: bool = False,
+    fused: bool = False,
 ) -> keras.layers.Layer:
     import keras
+
+    if fused:
+        from mnist_rnn.fused_lstm import FusedLSTM
+
+        return FusedLSTM(units, return_sequences=return_sequences, name=name)
 
     layer_type = {
         Cell.lstm: keras.layers.LSTM,
@@ -72,12 +82,14 @@ def build_model(
     cpu_safe: bool = False,
     unroll: bool = False,
     stateful: bool = False,
+    fused: bool = False,
 ) -> keras.Model:
     """Build (not compile) the classifier for sequences of shape `input_shape` = (steps, features).
 
     `cpu_safe`, `unroll` and a fixed `batch_size` build the serving twins used by export: the same
     layers and weight layout, but a graph with no cuDNN op (SavedModel) or no loop (TFLite). `stateful`
-    (with a fixed `batch_size`) carries each sample's final state into the next batch.
+    (with a fixed `batch_size`) carries each sample's final state into the next batch. `fused` uses
+    `FusedLSTM` for the LSTM layers (the caller checks `config.fused_lstm_blockers`).
     """
     import keras
 
@@ -89,7 +101,8 @@ def build_model(
         is_last = i == len(cfg.units) - 1
         # The head needs every step only for `mean`; otherwise the last layer returns its last step.
         return_sequences = not is_last or cfg.head is Head.mean
-        x = _recurrent_layer(cfg, units, return_sequences, f"{cfg.cell}_{i}", cpu_safe, unroll, stateful)(x)
+        name = f"{cfg.cell}_{i}"
+        x = _recurrent_layer(cfg, units, return_sequences, name, cpu_safe, unroll, stateful, fused)(x)
         if cfg.dropout and not is_last:
             x = keras.layers.Dropout(cfg.dropout, name=f"dropout_{i}")(x)
     if cfg.head is Head.mean:
@@ -98,6 +111,10 @@ def build_model(
         x = keras.layers.Dropout(cfg.dropout, name="dropout_head")(x)
     outputs = keras.layers.Dense(NUM_CLASSES, activation="softmax", name="probabilities")(x)
     return keras.Model(inputs, outputs, name=f"{cfg.cell}_{'x'.join(map(str, cfg.units))}")
+
+
+def uses_fused_lstm(model: keras.Model) -> bool:
+    return any(type(layer).__name__ == "FusedLSTM" for layer in model.layers)
 
 
 def recurrent_states(model: keras.Model) -> list[Any]:

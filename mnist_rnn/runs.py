@@ -212,6 +212,8 @@ def load_checkpoint(
     """Load `which` (model and state); if it is damaged, warn and load the previous one instead."""
     import keras
 
+    import mnist_rnn.fused_lstm  # noqa: F401  (registers FusedLSTM for loading)
+
     problems = []
     for path in _candidates(run_dir, which) or [find_checkpoint(run_dir, which)]:
         try:

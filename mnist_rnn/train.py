@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,11 +26,22 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from mnist_rnn import __version__, runs
-from mnist_rnn.config import ChunkLoss, Config, Device, Jit, LrSchedule, TrainConfig
+from mnist_rnn.config import (
+    FUSED_MIN_SAMPLES,
+    ChunkLoss,
+    Config,
+    Device,
+    Jit,
+    LrSchedule,
+    LstmKernel,
+    TrainConfig,
+    fused_lstm_blockers,
+    training_images,
+)
 from mnist_rnn.data import Dataset, sequence_shape
 from mnist_rnn.errors import DeviceError, Interrupted, TrainingError
 from mnist_rnn.evaluate import inference_model, score
-from mnist_rnn.model import build_model, cudnn_blockers, recurrent_states, reset_states
+from mnist_rnn.model import build_model, cudnn_blockers, recurrent_states, reset_states, uses_fused_lstm
 
 if TYPE_CHECKING:
     import keras
@@ -151,14 +162,40 @@ def fit_epoch(
 XLA_MIN_STEPS = 100  # measured: XLA wins on 784-step pixels (1.8x), loses on 2-layer 28-step rows (0.85x)
 
 
-def use_xla(cfg: TrainConfig, steps: int) -> bool:
-    """Whether to XLA-compile the train/predict steps for sequences of `steps` time steps."""
-    if cfg.stateful:  # state updates between batches: keep to plain graphs and one batch per call
-        return False
-    return cfg.jit_compile is Jit.on or (cfg.jit_compile is Jit.auto and steps >= XLA_MIN_STEPS)
+@dataclass(frozen=True)
+class Execution:
+    """How training runs the model: chosen once per run from the config and the device."""
+
+    fused: bool  # FusedLSTM instead of keras.layers.LSTM
+    xla: bool  # XLA-compile the train/predict steps
+
+    def describe(self) -> str:
+        return f"{'fused' if self.fused else 'keras'} LSTM kernel, XLA {'on' if self.xla else 'off'}"
 
 
-def compile_model(model: keras.Model, cfg: TrainConfig) -> None:
+def plan_execution(cfg: Config, device: str) -> Execution:
+    """The fast path, by measurement (docs/performance.md). On a CPU: the fused LSTM under XLA for
+    stateless LSTMs on short sequences, in runs long enough to repay XLA's compile; XLA alone for long
+    sequences; plain Keras graphs otherwise. On a GPU: Keras's LSTM (cuDNN). Stateful runs keep to plain
+    graphs: resets and checkpoints act between single batches. `lstm_kernel`/`jit_compile` on/off win."""
+    kernel, jit = cfg.model.lstm_kernel, cfg.train.jit_compile
+    long_run = training_images(cfg.data) * cfg.train.epochs >= FUSED_MIN_SAMPLES
+    fused = kernel is LstmKernel.fused or (
+        kernel is LstmKernel.auto
+        and not fused_lstm_blockers(cfg)
+        and jit is not Jit.off
+        and device.startswith("/CPU")
+        and long_run
+    )
+    steps = sequence_shape(cfg.data.layout)[0]
+    if cfg.train.stateful:
+        xla = False
+    else:
+        xla = jit is Jit.on or (jit is Jit.auto and (fused or steps >= XLA_MIN_STEPS))
+    return Execution(fused=fused, xla=xla)
+
+
+def compile_model(model: keras.Model, cfg: TrainConfig, xla: bool) -> None:
     import keras
 
     optimizer = keras.optimizers.Adam(learning_rate=cfg.learning_rate, clipnorm=cfg.clipnorm)
@@ -168,7 +205,7 @@ def compile_model(model: keras.Model, cfg: TrainConfig) -> None:
         metrics=["accuracy"],
         # Stateful resets and checkpoints act between batches, so callbacks must see every one.
         steps_per_execution=1 if cfg.stateful else cfg.steps_per_execution,
-        jit_compile=use_xla(cfg, int(model.input_shape[1])),
+        jit_compile=xla,
     )
 
 
@@ -366,8 +403,8 @@ def train(
     """
     import tensorflow as tf
 
-    xla = use_xla(cfg.train, dataset.input_shape[0])
-    seed_everything(cfg.seed, cfg.train.deterministic, xla, device)
+    execution = plan_execution(cfg, device)
+    seed_everything(cfg.seed, cfg.train.deterministic, execution.xla, device)
     command = list(argv) or ["mnist-rnn", *sys.argv[1:]]
     runs.write_config(run_dir, cfg)  # on resume: the same config, train.epochs possibly raised
     if resume:
@@ -404,9 +441,15 @@ def train(
             )
         else:
             batch = tcfg.batch_size if tcfg.stateful else None
-            model = build_model(cfg.model, train_shape, batch_size=batch, stateful=tcfg.stateful)
-            compile_model(model, tcfg)
-    console.print(f"model: {model.name}, {model.count_params():,} parameters", highlight=False)
+            model = build_model(
+                cfg.model, train_shape, batch_size=batch, stateful=tcfg.stateful, fused=execution.fused
+            )
+            compile_model(model, tcfg, execution.xla)
+    # A resumed run goes on with what its checkpoint holds, whatever this device would have chosen.
+    running = Execution(fused=uses_fused_lstm(model), xla=bool(getattr(model, "jit_compile", False)))
+    console.print(
+        f"model: {model.name}, {model.count_params():,} parameters; {running.describe()}", highlight=False
+    )
 
     def carried() -> dict[str, Any]:
         return {

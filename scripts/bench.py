@@ -81,19 +81,32 @@ class Variant:
     eval_rates: list[float] = field(default_factory=list)
     compile_seconds: float = 0.0
     peak_rss_mib: float = 0.0
+    execution: str = ""  # mnist_rnn: the path `train` chose (fused LSTM kernel, XLA)
+
+
+def case_config(case: Case) -> Any:
+    """The mnist-rnn config of a case: its model, Adam(1e-3) without clipping, batch 128."""
+    from mnist_rnn.config import Config, DataConfig, ModelConfig, TrainConfig
+
+    return Config(
+        data=DataConfig(layout=case.layout),
+        model=ModelConfig(cell=case.cell, units=case.units),
+        train=TrainConfig(clipnorm=None, learning_rate=1e-3, batch_size=BATCH),
+    )
 
 
 def mnist_rnn_variant(case: Case, input_shape: tuple[int, int], device: str) -> Variant:
-    from mnist_rnn.config import ModelConfig, TrainConfig
     from mnist_rnn.evaluate import predict
     from mnist_rnn.model import build_model
-    from mnist_rnn.train import compile_model, fit_epoch
+    from mnist_rnn.train import compile_model, fit_epoch, plan_execution
 
     holder: dict[str, Any] = {}
+    cfg = case_config(case)
+    execution = plan_execution(cfg, device)  # what `mnist-rnn train` would choose for this config
 
     def warm(x: np.ndarray, y: np.ndarray) -> None:
-        holder["m"] = build_model(ModelConfig(cell=case.cell, units=case.units), input_shape)
-        compile_model(holder["m"], TrainConfig(clipnorm=None, learning_rate=1e-3))
+        holder["m"] = build_model(cfg.model, input_shape, fused=execution.fused)
+        compile_model(holder["m"], cfg.train, execution.xla)
         fit_epoch(holder["m"], x, y, BATCH, device)
 
     return Variant(
@@ -101,6 +114,7 @@ def mnist_rnn_variant(case: Case, input_shape: tuple[int, int], device: str) -> 
         warm,
         lambda x, y: fit_epoch(holder["m"], x, y, BATCH, device) and None,
         lambda x: predict(holder["m"], x, 1000),
+        execution=execution.describe(),
     )
 
 
@@ -252,6 +266,7 @@ def run_case(case: Case, images: np.ndarray, labels: np.ndarray, reps: int, devi
                 },
                 "compile_seconds": v.compile_seconds,
                 "peak_rss_growth_mib": v.peak_rss_mib,
+                **({"execution": v.execution} if v.execution else {}),
             }
             for name, v in by.items()
         },
@@ -269,20 +284,29 @@ def run_case(case: Case, images: np.ndarray, labels: np.ndarray, reps: int, devi
 def time_to_accuracy(target: float, device: str, max_epochs: int, plain: bool = False) -> dict[str, Any]:
     """Train configs/default.yaml's model with mnist-rnn's own loop until the test accuracy reaches
     `target`; scoring is excluded from the wall time."""
-    from mnist_rnn.config import Config, Jit
+    from mnist_rnn.config import Config, Jit, LstmKernel
     from mnist_rnn.data import load_dataset
     from mnist_rnn.evaluate import score
     from mnist_rnn.model import build_model
-    from mnist_rnn.train import compile_model, epoch_order, fit_epoch, learning_rate, seed_everything, use_xla
+    from mnist_rnn.train import (
+        compile_model,
+        epoch_order,
+        fit_epoch,
+        learning_rate,
+        plan_execution,
+        seed_everything,
+    )
 
     cfg = Config()  # == configs/default.yaml (a unit test holds them equal)
-    if plain:  # the path before the speed work: no XLA, one step per call
+    if plain:  # the path before the speed work: Keras's LSTM, no XLA, one step per call
         plain_train = cfg.train.model_copy(update={"jit_compile": Jit.off, "steps_per_execution": 1})
-        cfg = cfg.model_copy(update={"train": plain_train})
+        plain_model = cfg.model.model_copy(update={"lstm_kernel": LstmKernel.keras})
+        cfg = cfg.model_copy(update={"train": plain_train, "model": plain_model})
     data = load_dataset(cfg.data, cfg.seed)
-    seed_everything(cfg.seed, cfg.train.deterministic, use_xla(cfg.train, data.input_shape[0]), device)
-    model = build_model(cfg.model, data.input_shape)
-    compile_model(model, cfg.train)
+    execution = plan_execution(cfg, device)
+    seed_everything(cfg.seed, cfg.train.deterministic, execution.xla, device)
+    model = build_model(cfg.model, data.input_shape, fused=execution.fused)
+    compile_model(model, cfg.train, execution.xla)
     wall, accuracies = 0.0, []
     for epoch in range(max_epochs):
         start = time.perf_counter()
@@ -296,7 +320,8 @@ def time_to_accuracy(target: float, device: str, max_epochs: int, plain: bool = 
     reached = accuracies[-1] >= target
     return {
         "config": "configs/default.yaml"
-        + (" with train.jit_compile=false, steps_per_execution=1" if plain else ""),
+        + (" with model.lstm_kernel=keras, train.jit_compile=off, steps_per_execution=1" if plain else ""),
+        "execution": execution.describe(),
         "target": target,
         "reached": reached,
         "epochs": len(accuracies),
@@ -343,7 +368,7 @@ def print_table(results: list[dict[str, Any]]) -> None:
             t, e = v["train_samples_per_s"], v["eval_samples_per_s"]
             table.add_row(
                 r["name"],
-                name,
+                f"{name} ({v['execution']})" if "execution" in v else name,
                 f"{t['median']:,.0f} [{t['min']:,.0f}-{t['max']:,.0f}]",
                 f"{e['median']:,.0f} [{e['min']:,.0f}-{e['max']:,.0f}]",
                 f"{v['compile_seconds']:.1f}",

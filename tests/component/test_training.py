@@ -182,12 +182,13 @@ def test_a_corrupt_last_checkpoint_falls_back_to_the_previous_one(tiny_config: P
 
 
 def test_fast_path_gives_the_plain_path_loss_on_the_same_batches() -> None:
-    """XLA + several steps per call (the fast path) vs no XLA, one step per call: same losses to 1e-5."""
+    """The default CPU path (fused LSTM + XLA + several steps per call) vs Keras's LSTM without XLA, one
+    step per call: same losses and weights to 1e-5 on the same 8 batches."""
     import keras
 
-    from mnist_rnn.config import ModelConfig, TrainConfig
-    from mnist_rnn.model import build_model
-    from mnist_rnn.train import compile_model, fit_epoch, seed_everything
+    from mnist_rnn.config import Config, LstmKernel, ModelConfig, TrainConfig
+    from mnist_rnn.model import build_model, uses_fused_lstm
+    from mnist_rnn.train import compile_model, fit_epoch, plan_execution, seed_everything
 
     seed_everything(3, deterministic=True, jit_compile=True)  # as train() does for this path
     data = load_dataset(load_config(CONFIGS / "smoke.yaml").data, seed=0)
@@ -195,19 +196,26 @@ def test_fast_path_gives_the_plain_path_loss_on_the_same_batches() -> None:
     keras.utils.set_random_seed(3)
     start = build_model(ModelConfig(units=(32, 32)), (28, 28)).get_weights()
     losses, weights = {}, {}
+    fast = plan_execution(Config(model=ModelConfig(units=(32, 32))), "/CPU:0")
+    assert fast.fused and fast.xla  # what `auto` picks for a stateless row LSTM on a CPU
     paths = {
-        "fast": TrainConfig(jit_compile="on"),
-        "plain": TrainConfig(jit_compile="off", steps_per_execution=1),
+        "fast": (ModelConfig(units=(32, 32)), TrainConfig(), fast),
+        "plain": (
+            ModelConfig(units=(32, 32), lstm_kernel=LstmKernel.keras),
+            TrainConfig(jit_compile="off", steps_per_execution=1),
+            None,
+        ),
     }
-    assert paths["fast"].steps_per_execution > 1  # several steps per call is the default
+    assert paths["fast"][1].steps_per_execution > 1  # several steps per call is the default
     import warnings
 
     with warnings.catch_warnings(record=True) as caught:  # Keras warns when it drops XLA
         warnings.simplefilter("always")
-        for name, tcfg in paths.items():
-            model = build_model(ModelConfig(units=(32, 32)), (28, 28))
+        for name, (mcfg, tcfg, execution) in paths.items():
+            model = build_model(mcfg, (28, 28), fused=execution is not None)
+            assert uses_fused_lstm(model) == (execution is not None)
             model.set_weights(start)
-            compile_model(model, tcfg)
+            compile_model(model, tcfg, xla=execution is not None)
             per_batch = []
             for i in range(0, 512, 64):  # 8 batches, one at a time, so each loss is that batch's own
                 per_batch.append(fit_epoch(model, x[i : i + 64], y[i : i + 64], 64, "/CPU:0")["loss"][-1])

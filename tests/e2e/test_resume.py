@@ -3,6 +3,7 @@ uninterrupted run bit for bit (CPU, dropout 0), history included."""
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -125,3 +126,44 @@ def test_resume_refuses_a_changed_config_and_a_finished_run(config: Path, refere
     assert code == 2 and "differs from the run's saved config in model.units" in err
     code, err = _finish(_cli("train", "--resume", str(reference), cwd=config.parent))
     assert code == 2 and "already finished 8 of 8 epochs" in err
+
+
+def test_fused_lstm_run_resumes_bit_for_bit_and_scores_and_exports(tmp_path: Path) -> None:
+    """The fused LSTM under XLA (the default CPU path of long runs): a SIGTERM'd, resumed run equals an
+    uninterrupted one; eval loads its checkpoint; the export holds stock Keras layers with its weights."""
+    import keras
+
+    from mnist_rnn.evaluate import evaluate_run
+    from mnist_rnn.export import load_artefact
+
+    cfg = {**RESUMABLE, "model": {**RESUMABLE["model"], "lstm_kernel": "fused"}}
+    config = tmp_path / "fused.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    reference, run = tmp_path / "uninterrupted", tmp_path / "cut"
+    code, err = _finish(_cli("train", "-c", str(config), "--run-dir", str(reference), cwd=tmp_path))
+    assert code == 0, err
+    proc = _cli("train", "-c", str(config), "--run-dir", str(run), cwd=tmp_path)
+    deadline = time.monotonic() + 120
+    while _epochs_done(run) < 2 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert proc.poll() is None, "training finished before it could be interrupted"
+    proc.send_signal(signal.SIGTERM)
+    code, err = _finish(proc)
+    assert code == 143, err
+    code, err = _finish(_cli("train", "--resume", str(run), cwd=tmp_path))
+    assert code == 0, err
+    assert "fused LSTM kernel, XLA on" in err  # the resumed process goes on with the checkpoint's kernel
+    assert _history_without_time(run) == _history_without_time(reference)
+    for got, want in zip(_weights(run), _weights(reference), strict=True):
+        np.testing.assert_array_equal(got, want)
+
+    report = evaluate_run(run)
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert report["accuracy"] == metrics["test_accuracy"]
+    out = tmp_path / "exp"
+    code, err = _finish(_cli("export", str(run), "--format", "keras", "--out", str(out), cwd=tmp_path))
+    assert code == 0, err  # export also checks the artefact against the trained model (exit 1 if not)
+    kinds = {type(layer).__name__ for layer in keras.saving.load_model(out / "model.keras").layers}
+    assert "LSTM" in kinds and "FusedLSTM" not in kinds  # stock layers: loads without mnist-rnn
+    manifest, predictor = load_artefact(out)
+    assert manifest["format"] == "keras"

@@ -109,6 +109,17 @@ BROKEN = [
         "model.bidirectional: cannot be stateful",
     ),
     ("train:\n  reset_states: sometimes\n", [], "train.reset_states"),
+    (
+        "model:\n  lstm_kernel: fused\n  cell: gru\n",
+        [],
+        "model.lstm_kernel: fused cannot run this model (model.cell is gru); use auto or keras (line 2)",
+    ),
+    (
+        "model:\n  lstm_kernel: fused\ndata:\n  layout: pixels\n",
+        [],
+        "fused cannot run this model (layout pixels has 784 steps, more than 128)",
+    ),
+    ("model:\n  lstm_kernel: fused\ntrain:\n  stateful: true\n", [], "(train.stateful is true)"),
     ("{}\n", ["train.nope=1"], "--set train.nope=1: train.nope: unknown key"),
     ("{}\n", ["model.units=[1,"], "--set model.units=[1,: invalid YAML"),
     ("{}\n", ["model.units"], "expected KEY=VALUE"),

@@ -1,0 +1,150 @@
+"""A CPU-fast LSTM for short sequences: the same function and weights as `keras.layers.LSTM`, fewer ops.
+
+Why it exists (docs/performance.md has the profile): on a small CPU, Keras's LSTM spends its time in
+per-step overhead, not arithmetic. Each of the 28 row steps runs two matmuls, a split, three sigmoids,
+two tanhs and the gate products, and autodiff adds about twice as many ops per step plus three more
+matmuls (input, recurrent and weight gradients) and a Concat that undoes the split. This layer:
+
+- hoists the input projection out of the loop: one (batch*steps, features) x (features, 4*units) matmul;
+- computes all four gates with one sigmoid, using tanh(z) = 2*sigmoid(2z) - 1 for the candidate gate;
+- unrolls the loop in Python (the sequence length is static and short), so XLA fuses each step's
+  elementwise work into one kernel;
+- has a hand-written backward pass (`tf.custom_gradient`): the per-step part is one matmul and a few
+  elementwise products; everything that does not depend on the step order (activation derivatives,
+  the weight, bias and input gradients) is computed once over all steps as a few large ops.
+
+Weights are `kernel` (features, 4u), `recurrent_kernel` (u, 4u) and `bias` (4u,) in Keras's gate order
+(input, forget, candidate, output), with Keras's initializers, so `set_weights` moves them to and from
+`keras.layers.LSTM` unchanged: exports and the stateful/serving twins keep using the stock layer.
+Float32, stateless, unidirectional, no recurrent dropout, no masking: `model.lstm_kernel` refuses the rest.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+from mnist_rnn.config import FUSED_MAX_STEPS
+
+
+def lstm_sequence(
+    x: tf.Tensor, kernel: tf.Tensor, recurrent_kernel: tf.Tensor, bias: tf.Tensor, return_sequences: bool
+) -> tf.Tensor:
+    """LSTM over x (batch, steps, features) from zero state: the last h (batch, u) or every h
+    (batch, steps, u). Equal to `keras.layers.LSTM` with the same weights up to float32 rounding."""
+    steps, features = int(x.shape[1]), int(x.shape[2])
+    units = int(recurrent_kernel.shape[0])
+    ones, zeros = tf.ones((units,)), tf.zeros((units,))
+    # Gates (i, f, g, o): a = sigmoid(z * scale) * scale + shift gives sigmoid for i, f, o and tanh for g.
+    scale = tf.concat([ones, ones, 2.0 * ones, ones], 0)
+    shift = tf.concat([zeros, zeros, -ones, zeros], 0)
+    slope = scale * scale  # d a / d z = s * (1 - s) * scale^2, with s the sigmoid output
+
+    @tf.custom_gradient
+    def run(x: tf.Tensor, w: tf.Tensor, u: tf.Tensor, b: tf.Tensor) -> Any:
+        batch = tf.shape(x)[0]
+        x_flat = tf.reshape(tf.transpose(x, [1, 0, 2]), [-1, features])  # (steps*batch, features)
+        inputs = tf.unstack(tf.reshape(tf.matmul(x_flat, w) + b, [steps, batch, 4 * units]))
+        sig: list[tf.Tensor] = []  # sigmoid outputs per step, what the backward pass rebuilds gates from
+        cells: list[tf.Tensor] = []
+        hidden: list[tf.Tensor] = []
+        h = c = None
+        for t in range(steps):
+            z = inputs[t] if h is None else inputs[t] + tf.matmul(h, u)  # h0 = 0: skip its matmul
+            s = tf.sigmoid(z * scale)
+            i, f, g, o = tf.split(s * scale + shift, 4, axis=1)
+            c = i * g if c is None else f * c + i * g
+            h = o * tf.tanh(c)
+            sig.append(s)
+            cells.append(c)
+            hidden.append(h)
+        hs = tf.stack(hidden)  # (steps, batch, u)
+        out = tf.transpose(hs, [1, 0, 2]) if return_sequences else h
+
+        def grad(d_out: tf.Tensor) -> tuple[tf.Tensor, ...]:
+            # Everything that does not depend on the step order, over all steps at once.
+            s_all = tf.stack(sig)
+            i, f, g, o = tf.split(s_all * scale + shift, 4, axis=2)
+            c_all = tf.stack(cells)
+            c_prev = tf.concat([tf.zeros_like(c_all[:1]), c_all[:-1]], 0)
+            tanh_c = tf.tanh(c_all)
+            # dz = [dc*g, dc*c_prev, dc*i, dh*tanh(c)] * a'(z): the factors after the brackets, per step
+            partner = tf.unstack(tf.concat([g, c_prev, i, tanh_c], 2) * ((s_all - s_all * s_all) * slope))
+            dc_from_h = tf.unstack(o * (1.0 - tanh_c * tanh_c))
+            forget = tf.unstack(f)
+            d_hs = tf.unstack(tf.transpose(d_out, [1, 0, 2])) if return_sequences else None
+            u_t = tf.transpose(u)
+            dz: list[tf.Tensor] = [tf.zeros(())] * steps
+            dh = None if return_sequences else d_out
+            dc = None
+            for t in reversed(range(steps)):  # the only sequential part: one matmul per step
+                if d_hs is not None:
+                    dh = d_hs[t] if dh is None else dh + d_hs[t]
+                dct = dh * dc_from_h[t] if dc is None else dh * dc_from_h[t] + dc
+                dz[t] = tf.concat([dct, dct, dct, dh], 1) * partner[t]
+                if t > 0:
+                    dh = tf.matmul(dz[t], u_t)
+                    dc = dct * forget[t]
+            dz_flat = tf.reshape(tf.stack(dz), [-1, 4 * units])  # (steps*batch, 4u)
+            h_prev = tf.reshape(tf.concat([tf.zeros_like(hs[:1]), hs[:-1]], 0), [-1, units])
+            dx = tf.reshape(tf.matmul(dz_flat, w, transpose_b=True), [steps, batch, features])
+            return (
+                tf.transpose(dx, [1, 0, 2]),
+                tf.matmul(x_flat, dz_flat, transpose_a=True),
+                tf.matmul(h_prev, dz_flat, transpose_a=True),
+                tf.reduce_sum(dz_flat, 0),
+            )
+
+        return out, grad
+
+    return run(x, kernel, recurrent_kernel, bias)
+
+
+def _unit_forget_bias(units: int) -> keras.initializers.Initializer:
+    """Keras LSTM's bias initializer: zeros, with ones for the forget gate."""
+
+    class UnitForgetBias(keras.initializers.Initializer):
+        def __call__(self, shape: Any, dtype: Any = None) -> Any:
+            return tf.concat([tf.zeros((units,)), tf.ones((units,)), tf.zeros((2 * units,))], 0)
+
+    return UnitForgetBias()
+
+
+@keras.saving.register_keras_serializable(package="mnist_rnn")
+class FusedLSTM(keras.layers.Layer):
+    """Drop-in for `keras.layers.LSTM(units, return_sequences=...)` on CPU; see the module docstring."""
+
+    def __init__(self, units: int, return_sequences: bool = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.units = units
+        self.return_sequences = return_sequences
+
+    def build(self, input_shape: tuple[int | None, ...]) -> None:
+        steps, features = input_shape[1], input_shape[2]
+        if steps is None or steps > FUSED_MAX_STEPS:
+            raise ValueError(f"FusedLSTM needs a static sequence length <= {FUSED_MAX_STEPS}, got {steps}")
+        u = self.units
+        self.kernel = self.add_weight(shape=(features, 4 * u), initializer="glorot_uniform", name="kernel")
+        self.recurrent_kernel = self.add_weight(
+            shape=(u, 4 * u), initializer="orthogonal", name="recurrent_kernel"
+        )
+        self.bias = self.add_weight(shape=(4 * u,), initializer=_unit_forget_bias(u), name="bias")
+
+    def call(self, inputs: tf.Tensor) -> tf.Tensor:
+        return lstm_sequence(
+            inputs,
+            tf.convert_to_tensor(self.kernel),
+            tf.convert_to_tensor(self.recurrent_kernel),
+            tf.convert_to_tensor(self.bias),
+            self.return_sequences,
+        )
+
+    def compute_output_shape(self, input_shape: tuple[int | None, ...]) -> tuple[int | None, ...]:
+        if self.return_sequences:
+            return (input_shape[0], input_shape[1], self.units)
+        return (input_shape[0], self.units)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "units": self.units, "return_sequences": self.return_sequences}
