@@ -39,6 +39,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from mnist_rnn.tf_import import import_tensorflow  # noqa: E402
 
 BATCH = 128
+# A pause before each timed run: PyTorch's OpenMP workers spin-wait for a while after their last task,
+# and on 2 cores that spinning would slow down whichever variant runs next (measured: ~30%).
+SETTLE_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -244,6 +247,7 @@ def run_case(case: Case, images: np.ndarray, labels: np.ndarray, reps: int, devi
         v.predict(x_eval[:1000])  # trace the predict function too
     for _ in range(reps):  # interleaved: a, b, c, a, b, c, ...
         for v in variants:
+            time.sleep(SETTLE_SECONDS)
             with PeakRss() as rss:
                 v.train_rates.append(len(x) / timed(lambda v=v: v.train(x, y)))
                 v.eval_rates.append(len(x_eval) / timed(lambda v=v: v.predict(x_eval)))
