@@ -40,7 +40,8 @@ from mnist_rnn.tf_import import import_tensorflow  # noqa: E402
 
 BATCH = 128
 # A pause before each timed run: PyTorch's OpenMP workers spin-wait for a while after their last task,
-# and on 2 cores that spinning would slow down whichever variant runs next (measured: ~30%).
+# and on 2 cores that spinning slows down whichever variant runs next (LSTM 1x128 rows, --quick --reps 5:
+# mnist-rnn's median was 7,196 samples/s without the pause, 8,926 with it; PyTorch's own rate did not drop).
 SETTLE_SECONDS = 1.0
 
 
