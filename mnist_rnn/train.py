@@ -170,7 +170,8 @@ class Execution:
     xla: bool  # XLA-compile the train/predict steps
 
     def describe(self) -> str:
-        return f"{'fused' if self.fused else 'keras'} LSTM kernel, XLA {'on' if self.xla else 'off'}"
+        layers = "fused LSTM kernel" if self.fused else "Keras recurrent layers"
+        return f"{layers}, XLA {'on' if self.xla else 'off'}"
 
 
 def plan_execution(cfg: Config, device: str) -> Execution:
