@@ -20,6 +20,7 @@ import shutil
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -107,10 +108,10 @@ def profile(kernel: str, units: tuple[int, ...], xla: bool, batches: int) -> Non
     print(f"| (all {len(rows)} op types, {per_batch:.0f} ops per batch) | {op_ms:.0f} |")
 
 
-def _kernel_rates(
-    kernel: str, units: tuple[int, ...], x: np.ndarray, y: np.ndarray, reps: int
-) -> list[float]:
-    """Samples/s of inference, forward + backward, and the whole train step of one kernel, XLA on."""
+def _kernel_runs(
+    kernel: str, units: tuple[int, ...], x: np.ndarray, y: np.ndarray
+) -> list[Callable[[], None]]:
+    """Inference, forward + backward, and the whole train step of one kernel (XLA on), as callables."""
     import keras
     import tensorflow as tf
 
@@ -142,25 +143,29 @@ def _kernel_rates(
     def run_step() -> None:
         fit_epoch(model, x, y, BATCH, DEVICE)
 
-    rates = []
-    for fn in (run_infer, run_grads, run_step):
-        fn()  # compile
-        times = []
-        for _ in range(reps):
-            start = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - start)
-        rates.append(len(x) / statistics.median(times))
-    return rates
+    return [run_infer, run_grads, run_step]
 
 
 def breakdown(units: tuple[int, ...], batches: int, reps: int) -> None:
+    """Interleaved (keras, fused, keras, ...) so that the machine's slow spells hit both alike."""
     x, y = _data(BATCH * batches)
-    print("samples/s, median of", reps, "runs of", batches, "batches of", BATCH)
+    runs = {kernel: _kernel_runs(kernel, units, x, y) for kernel in ("keras", "fused")}
+    for fns in runs.values():
+        for fn in fns:
+            fn()  # compile
+    times: dict[str, list[list[float]]] = {kernel: [[], [], []] for kernel in runs}
+    for _ in range(reps):
+        for kernel, fns in runs.items():
+            for i, fn in enumerate(fns):
+                time.sleep(0.2)
+                start = time.perf_counter()
+                fn()
+                times[kernel][i].append(time.perf_counter() - start)
+    print(f"samples/s, median of {reps} interleaved runs of {batches} batches of {BATCH}")
     print("| kernel (XLA on) | inference | forward + backward | train step (+ Adam, metrics) |")
     print("|---|---|---|---|")
-    for kernel in ("keras", "fused"):
-        rates = _kernel_rates(kernel, units, x, y, reps)
+    for kernel, per_fn in times.items():
+        rates = [len(x) / statistics.median(t) for t in per_fn]
         print(f"| {kernel} | {rates[0]:,.0f} | {rates[1]:,.0f} | {rates[2]:,.0f} |")
 
 
