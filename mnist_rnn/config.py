@@ -86,8 +86,9 @@ class LstmKernel(StrEnum):
 
 FUSED_MAX_STEPS = 128  # the fused LSTM unrolls its loop in the graph; beyond this it grows too large
 # `auto` picks the fused LSTM for runs of at least this many training images x epochs. Measured on 2 cores
-# (docs/performance.md): its XLA compile costs 5-25 s more than Keras's graph, and it saves 40-100 us per
-# image, so it pays from about 300,000 (the default config: 55,000 x 12 = 660,000; the smoke config: 12,000).
+# (docs/performance.md): its XLA compile costs 4-11 s more than Keras's graph per batch shape (an epoch's
+# partial last batch is a second shape), and it saves 40-100 us per image, so it pays from about 300,000
+# (the default config: 55,000 x 12 = 660,000; the smoke config: 12,000).
 FUSED_MIN_SAMPLES = 300_000
 
 
