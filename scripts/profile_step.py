@@ -79,7 +79,7 @@ def op_table(trace_dir: Path) -> list[tuple[str, float, int]]:
     return [(op, ms, count[op]) for op, ms in total.most_common()]
 
 
-def profile(kernel: str, units: tuple[int, ...], xla: bool, batches: int) -> None:
+def profile(kernel: str, units: tuple[int, ...], xla: bool, batches: int, top: int = 15) -> None:
     import tensorflow as tf
 
     from mnist_rnn.train import fit_epoch
@@ -102,7 +102,7 @@ def profile(kernel: str, units: tuple[int, ...], xla: bool, batches: int) -> Non
     print(f"wall {wall * 1e3:.0f} ms (profiler on), op time {op_ms:.0f} ms over both cores")
     print("| op type | ms | % of op time | ops per batch | us per op |")
     print("|---|---|---|---|---|")
-    for op, ms, n in rows[:15]:
+    for op, ms, n in rows[:top]:
         print(f"| {op} | {ms:.1f} | {100 * ms / op_ms:.1f} | {n / batches:.1f} | {1e3 * ms / n:.1f} |")
     per_batch = sum(n for *_, n in rows) / batches
     print(f"| (all {len(rows)} op types, {per_batch:.0f} ops per batch) | {op_ms:.0f} |")
@@ -177,6 +177,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--xla", action="store_true", help="XLA-compile the step (per-op: one cluster)")
     parser.add_argument("--units", type=int, nargs="+", default=[128])
     parser.add_argument("--batches", type=int, default=32)
+    parser.add_argument("--top", type=int, default=15, help="per-op: how many op types to list")
     parser.add_argument("--breakdown", action="store_true", help="time inference/backward/step instead")
     parser.add_argument("--reps", type=int, default=5, help="--breakdown: repetitions (median)")
     args = parser.parse_args(argv)
@@ -184,7 +185,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.breakdown:
         breakdown(tuple(args.units), args.batches, args.reps)
     else:
-        profile(args.kernel, tuple(args.units), args.xla, args.batches)
+        profile(args.kernel, tuple(args.units), args.xla, args.batches, args.top)
 
 
 if __name__ == "__main__":

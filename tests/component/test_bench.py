@@ -61,7 +61,8 @@ def test_bench_without_torch_says_so_and_still_runs(
 
 @pytest.mark.parametrize("kernel", ["keras", "fused"])
 def test_profile_sums_the_step_by_op_type(kernel: str, capsys: pytest.CaptureFixture[str]) -> None:
-    _script("profile_step").main(["--kernel", kernel, "--units", "8", "--batches", "2"])
+    # Every op type listed: on tiny sizes the timing order (and so the top 15) varies from run to run.
+    _script("profile_step").main(["--kernel", kernel, "--units", "8", "--batches", "2", "--top", "1000"])
     out = capsys.readouterr().out
     rows = {line.split("|")[1].strip(): line for line in out.splitlines() if line.startswith("| ")}
     assert any("MatMul" in op for op in rows), out  # the recurrent matmuls are there, by type
