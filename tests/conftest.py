@@ -47,6 +47,26 @@ TINY = {
 }
 
 
+def tensorboard_scalar_counts(directory: Path) -> dict[tuple[str, int], int]:
+    """(tag, step) -> how many times it is in a log directory's event files, read with TensorFlow's own
+    iterator. A torn last record (a kill during a flush) ends a file, as in TensorBoard's reader."""
+    import tensorflow as tf
+
+    counts: dict[tuple[str, int], int] = {}
+    for path in sorted(directory.glob("events.out.tfevents.*")):
+        try:
+            for event in tf.compat.v1.train.summary_iterator(str(path)):
+                for value in event.summary.value:
+                    counts[value.tag, event.step] = counts.get((value.tag, event.step), 0) + 1
+        except tf.errors.DataLossError:
+            pass
+    return counts
+
+
+def each_once(epochs: range, tags: tuple[str, ...]) -> dict[tuple[str, int], int]:
+    return {(tag, epoch): 1 for tag in tags for epoch in epochs}
+
+
 @pytest.fixture
 def tiny_config(write_config: Callable[..., Path]) -> Path:
     return write_config(TINY, "tiny.yaml")

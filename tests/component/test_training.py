@@ -14,7 +14,7 @@ from mnist_rnn.config import load_config
 from mnist_rnn.data import load_dataset
 from mnist_rnn.errors import TrainingError
 from mnist_rnn.evaluate import evaluate_run
-from tests.conftest import CONFIGS
+from tests.conftest import CONFIGS, each_once, tensorboard_scalar_counts
 
 
 def _train(config: Path, run_dir: Path, overrides: tuple[str, ...] = ()) -> dict:
@@ -224,3 +224,47 @@ def test_fast_path_gives_the_plain_path_loss_on_the_same_batches() -> None:
     for a, b in zip(weights["fast"], weights["plain"], strict=True):
         np.testing.assert_allclose(a, b, atol=1e-5)
     assert not any(isinstance(w.message, UserWarning) and "jit_compile" in str(w.message) for w in caught)
+
+
+def _row(epoch: int, val: bool = True) -> dict:
+    return {
+        "epoch": epoch, "loss": 1.0 / epoch, "accuracy": 0.9, "lr": 1e-3,
+        "val_loss": 0.5 / epoch if val else None, "val_accuracy": 0.8 if val else None, "seconds": 1.0,
+    }  # fmt: skip
+
+
+TRAIN_TAGS, VAL_TAGS = ("loss", "accuracy", "learning_rate"), ("loss", "accuracy")
+
+
+def test_tensorboard_catch_up_logs_each_epoch_once_whatever_a_kill_left_behind(tmp_path: Path) -> None:
+    """The window that once repeated an epoch: a kill after the events of epoch 3 were flushed but
+    before anything else recorded it. Resuming from a checkpoint whose history has epochs 1-3 must
+    log none of them again, and must still log what is missing: here epoch 3 of validation."""
+    from mnist_rnn.train import _TensorBoard
+
+    tb = _TensorBoard(tmp_path, enabled=True)
+    for epoch in (1, 2):
+        tb.log(epoch, _row(epoch))
+    tb.log(3, _row(3) | {"val_loss": None, "val_accuracy": None})  # killed before validation's flush
+    resumed = _TensorBoard(tmp_path, enabled=True)
+    resumed.catch_up([_row(epoch) for epoch in (1, 2, 3)])
+    resumed.log(4, _row(4))
+    assert tensorboard_scalar_counts(tmp_path / "tensorboard" / "train") == each_once(range(1, 5), TRAIN_TAGS)
+    assert tensorboard_scalar_counts(tmp_path / "tensorboard" / "validation") == each_once(
+        range(1, 5), VAL_TAGS
+    )
+
+
+def test_tensorboard_catch_up_rewrites_a_scalar_torn_by_a_kill(tmp_path: Path) -> None:
+    from mnist_rnn.train import _TensorBoard, logged_scalars
+
+    tb = _TensorBoard(tmp_path, enabled=True)
+    for epoch in (1, 2):
+        tb.log(epoch, _row(epoch, val=False))
+    train_dir = tmp_path / "tensorboard" / "train"
+    (events,) = train_dir.glob("events.out.tfevents.*")
+    events.write_bytes(events.read_bytes()[:-5])  # the last record (epoch 2's learning_rate) is torn
+    assert ("learning_rate", 2) not in logged_scalars(train_dir)
+    assert ("loss", 2) in logged_scalars(train_dir)
+    _TensorBoard(tmp_path, enabled=True).catch_up([_row(1, val=False), _row(2, val=False)])
+    assert tensorboard_scalar_counts(train_dir) == each_once(range(1, 3), TRAIN_TAGS)

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from mnist_rnn import runs
-from tests.conftest import REPO, TINY
+from tests.conftest import REPO, TINY, each_once, tensorboard_scalar_counts
 
 # Slightly bigger than TINY so that an epoch lasts long enough to be interrupted in the middle of a run.
 RESUMABLE = {
@@ -55,16 +55,6 @@ def _epochs_done(run: Path) -> int:
 
 def _history_without_time(run: Path) -> list[dict[str, str]]:
     return [{k: v for k, v in row.items() if k != "seconds"} for row in runs.read_history(run)]
-
-
-def _tensorboard_epochs(run: Path) -> list[int]:
-    import tensorflow as tf
-
-    steps = []
-    for events in sorted((run / "tensorboard" / "train").glob("events.out.tfevents.*")):
-        for event in tf.compat.v1.train.summary_iterator(str(events)):
-            steps += [event.step for value in event.summary.value if value.tag == "loss"]
-    return sorted(steps)
 
 
 def _weights(run: Path) -> list[np.ndarray]:
@@ -116,7 +106,12 @@ def test_interrupted_then_resumed_equals_uninterrupted(
     for got, want in zip(_weights(run), _weights(reference), strict=True):
         np.testing.assert_array_equal(got, want)
     assert "resumed" in (run / "command.txt").read_text()
-    assert _tensorboard_epochs(run) == list(range(1, RESUMABLE["train"]["epochs"] + 1))  # no gap, no repeat
+    epochs = range(1, RESUMABLE["train"]["epochs"] + 1)  # no gap, no repeat, in either log
+    tensorboard = run / "tensorboard"
+    assert tensorboard_scalar_counts(tensorboard / "train") == each_once(
+        epochs, ("loss", "accuracy", "learning_rate")
+    )
+    assert tensorboard_scalar_counts(tensorboard / "validation") == each_once(epochs, ("loss", "accuracy"))
 
 
 def test_resume_refuses_a_changed_config_and_a_finished_run(config: Path, reference: Path) -> None:
