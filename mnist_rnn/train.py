@@ -625,6 +625,7 @@ def train(
         "train_samples": len(train_y),
         "test_samples": test.samples,
         "device": device,
+        "execution": asdict(running),  # the path that trained it: which recurrent kernel, XLA or not
     }
     runs.write_metrics(run_dir, metrics)
     _summary_table(console, metrics, asdict(test))

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from mnist_rnn.config import load_config
+from mnist_rnn.train import Execution
 
 
 def measure(config: Path, root: Path, extra: list[str]) -> dict:
@@ -41,26 +42,31 @@ def measure(config: Path, root: Path, extra: list[str]) -> dict:
     return {"config": config, "wall": wall, **metrics}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("configs", nargs="+", type=Path)
     parser.add_argument("--root", type=Path, help="keep run directories here (default: temporary)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="passed to every train")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     root = args.root or Path(tempfile.mkdtemp(prefix="mnist-rnn-results-"))
     extra = [arg for item in args.overrides for arg in ("--set", item)]
     rows = [measure(config, root, extra) for config in args.configs]
     print(
-        "| config | model | test accuracy | best val accuracy (epoch) | epochs | s/epoch (fit) | wall time |"
+        "| config | model | training path | test accuracy | best val accuracy (epoch) | epochs "
+        "| s/epoch (fit) | wall time |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         model = load_config(root / r["config"].stem / "config.yaml").model
+        path = Execution(**r["execution"])
+        keras_layer = {"lstm": "LSTM", "gru": "GRU", "simple_rnn": "SimpleRNN"}[model.cell]
+        kernel = ("fused LSTM" if path.fused else f"Keras {keras_layer}") + (" + XLA" if path.xla else "")
         print(
-            f"| `{r['config']}` | {model.cell} {list(model.units)} | {r['test_accuracy']:.2%} | "
+            f"| `{r['config']}` | {model.cell} {list(model.units)} | {kernel} | "
+            f"{r['test_accuracy']:.2%} | "
             f"{r['best_val_accuracy']:.2%} ({r['best_epoch']}) | {r['epochs_run']} | "
             f"{r['train_seconds'] / r['epochs_run']:.1f} | {r['wall'] / 60:.1f} min |"
         )

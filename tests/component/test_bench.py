@@ -77,3 +77,15 @@ def test_profile_breakdown_times_both_kernels(capsys: pytest.CaptureFixture[str]
     for line in lines:
         rates = [float(cell.replace(",", "")) for cell in line.split("|")[2:5]]
         assert all(rate > 0 for rate in rates)
+
+
+def test_results_table_trains_through_the_cli_and_prints_the_row(
+    tiny_config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _script("results_table").main([str(tiny_config), "--root", str(tmp_path / "runs")])
+    metrics = json.loads((tmp_path / "runs" / "tiny" / "metrics.json").read_text())
+    header, rule, row = capsys.readouterr().out.strip().splitlines()
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    assert len(cells) == len(header.strip("|").split("|")) == rule.count("---")
+    assert cells[1:4] == ["lstm [16]", "Keras LSTM", f"{metrics['test_accuracy']:.2%}"]
+    assert cells[5] == str(metrics["epochs_run"])
