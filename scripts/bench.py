@@ -65,11 +65,6 @@ def cases(quick: bool) -> list[Case]:
     ]
 
 
-def sequences(images: np.ndarray, layout: str) -> np.ndarray:
-    x = images.astype(np.float32) / np.float32(255.0)
-    return x if layout == "rows" else x.reshape(len(x), 28 * 28, 1)
-
-
 # ---------------------------------------------------------------------------------------- variants
 
 
@@ -234,7 +229,9 @@ def timed(fn: Callable[[], Any]) -> float:
 
 
 def run_case(case: Case, images: np.ndarray, labels: np.ndarray, reps: int, device: str) -> dict[str, Any]:
-    x_all = sequences(images, case.layout)
+    from mnist_rnn.data import make_sequences
+
+    x_all = make_sequences(images, case.layout)
     x, y = x_all[: case.train_samples], labels[: case.train_samples]
     x_eval = x_all[: case.eval_samples]
     shape = (int(x.shape[1]), int(x.shape[2]))

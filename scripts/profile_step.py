@@ -34,10 +34,10 @@ DEVICE = "/CPU:0"
 
 
 def _data(samples: int) -> tuple[np.ndarray, np.ndarray]:
-    from mnist_rnn.data import _load_embedded
+    from mnist_rnn.data import _load_embedded, make_sequences
 
     arrays = _load_embedded()
-    x = arrays["train_images"][:samples].astype(np.float32) / np.float32(255.0)
+    x = make_sequences(arrays["train_images"][:samples], "rows")
     return x, arrays["train_labels"][:samples].astype(np.int32)
 
 
