@@ -20,6 +20,7 @@ from mnist_rnn.config import Layout
 from mnist_rnn.data import IMAGE_SHAPE, make_sequences, read_idx
 from mnist_rnn.errors import DataError, RunError
 from mnist_rnn.evaluate import inference_model
+from mnist_rnn.evaluate import predict as keras_predict
 from mnist_rnn.export import MANIFEST, Predictor, load_artefact
 
 _IDX_IMAGES_MAGIC = (2051).to_bytes(4, "big")
@@ -94,7 +95,7 @@ def load_predictor(source: Path) -> tuple[Predictor, Layout, str]:
     model = inference_model(cfg, runs.load_checkpoint(run_dir, checkpoint)[0])
     batch = cfg.train.eval_batch_size
     return (
-        lambda x: np.asarray(model.predict(x, batch_size=batch, verbose=0)),
+        lambda x: keras_predict(model, x, batch),
         cfg.data.layout,
         f"checkpoint {checkpoint} of {run_dir}",
     )
