@@ -57,6 +57,17 @@ def _history_without_time(run: Path) -> list[dict[str, str]]:
     return [{k: v for k, v in row.items() if k != "seconds"} for row in runs.read_history(run)]
 
 
+def _train_and_interrupt(config: Path, run: Path, after_epochs: int, sig: signal.Signals) -> tuple[int, str]:
+    """Start `train` on `config` into `run`, send `sig` once `after_epochs` epochs are in its history."""
+    proc = _cli("train", "-c", str(config), "--run-dir", str(run), cwd=config.parent)
+    deadline = time.monotonic() + 120
+    while _epochs_done(run) < after_epochs and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert proc.poll() is None, "training finished before it could be interrupted"
+    proc.send_signal(sig)
+    return _finish(proc)
+
+
 def _weights(run: Path) -> list[np.ndarray]:
     model, _ = runs.load_checkpoint(run, "last")
     return [np.asarray(w) for w in model.get_weights()]
@@ -87,13 +98,7 @@ def test_interrupted_then_resumed_equals_uninterrupted(
 ) -> None:
     run = config.parent / f"cut-{sig.name}"
     kill_after = random.Random(sig).randint(1, 4)  # epochs finished before the signal: a random point
-    proc = _cli("train", "-c", str(config), "--run-dir", str(run), cwd=config.parent)
-    deadline = time.monotonic() + 120
-    while _epochs_done(run) < kill_after and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert proc.poll() is None, "training finished before it could be interrupted"
-    proc.send_signal(sig)
-    code, err = _finish(proc)
+    code, err = _train_and_interrupt(config, run, kill_after, sig)
     assert code == expected_code, err
     if sig != signal.SIGKILL:
         assert f"resume with: mnist-rnn train --resume {run}" in err
@@ -137,13 +142,7 @@ def test_fused_lstm_run_resumes_bit_for_bit_and_scores_and_exports(tmp_path: Pat
     reference, run = tmp_path / "uninterrupted", tmp_path / "cut"
     code, err = _finish(_cli("train", "-c", str(config), "--run-dir", str(reference), cwd=tmp_path))
     assert code == 0, err
-    proc = _cli("train", "-c", str(config), "--run-dir", str(run), cwd=tmp_path)
-    deadline = time.monotonic() + 120
-    while _epochs_done(run) < 2 and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert proc.poll() is None, "training finished before it could be interrupted"
-    proc.send_signal(signal.SIGTERM)
-    code, err = _finish(proc)
+    code, err = _train_and_interrupt(config, run, 2, signal.SIGTERM)
     assert code == 143, err
     code, err = _finish(_cli("train", "--resume", str(run), cwd=tmp_path))
     assert code == 0, err
