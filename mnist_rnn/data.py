@@ -15,17 +15,45 @@ import hashlib
 import os
 import zlib
 from dataclasses import dataclass
+from enum import StrEnum
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mnist_rnn.config import LAYOUT_SHAPES, TEST_SIZE, DataConfig, Layout, Source, training_images
 from mnist_rnn.errors import DataError
 
+if TYPE_CHECKING:  # the schema imports this module's facts, so it is read here for types only
+    from mnist_rnn.config import DataConfig
+
+# MNIST's facts: the schema validates against them, the builders and scorers read them.
 NUM_CLASSES = 10
 IMAGE_SHAPE = (28, 28)
+TRAIN_POOL = 60_000  # images in MNIST's training file; validation is carved out of these
+TEST_SIZE = 10_000
 DATA_DIR_ENV = "MNIST_RNN_DATA_DIR"
+
+
+class Source(StrEnum):
+    embedded = "embedded"  # the copy of the real MNIST inside the package (offline, default)
+    idx = "idx"  # IDX files (gzip or raw) from data.dir or $MNIST_RNN_DATA_DIR
+    tfds = "tfds"  # tensorflow-datasets
+    synthetic = "synthetic"  # class-dependent noise for tests; never chosen unless asked for
+
+
+class Layout(StrEnum):
+    rows = "rows"  # 28 steps of 28 features, one image row per step
+    pixels = "pixels"  # 784 steps of 1 feature, one pixel per step (pixel MNIST)
+
+
+LAYOUT_SHAPES = {Layout.rows: (28, 28), Layout.pixels: (784, 1)}  # (steps, features)
+
+
+def training_images(cfg: DataConfig) -> int:
+    """How many images one training epoch sees (before any stateful remainder is dropped)."""
+    return cfg.limit_train or (TRAIN_POOL - cfg.validation)
+
 
 # IDX magic numbers: 0x0000 then the element type (0x08 = uint8) then the number of dimensions.
 _MAGIC = {3: 2051, 1: 2049}
@@ -154,7 +182,8 @@ def read_idx_dir(directory: Path) -> dict[str, np.ndarray]:
 # --------------------------------------------------------------------------------------- sources
 
 
-def _load_embedded() -> dict[str, np.ndarray]:
+def load_embedded() -> dict[str, np.ndarray]:
+    """The four MNIST arrays of the copy shipped inside the package, checked against its SHA256SUMS."""
     directory = embedded_dir()
     if not (directory / "SHA256SUMS").is_file():
         raise DataError(
@@ -258,7 +287,7 @@ def load_dataset(cfg: DataConfig, seed: int) -> Dataset:
     for every seed); `limit_train` / `limit_test` keep the first N images of the remaining splits.
     """
     if cfg.source is Source.embedded:
-        arrays = _load_embedded()
+        arrays = load_embedded()
     elif cfg.source is Source.idx:
         arrays = _load_idx(cfg)
     elif cfg.source is Source.tfds:

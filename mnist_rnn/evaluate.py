@@ -16,7 +16,7 @@ from mnist_rnn import runs
 from mnist_rnn.config import Config
 from mnist_rnn.data import NUM_CLASSES, Split, load_dataset, sequence_shape
 from mnist_rnn.errors import RunError
-from mnist_rnn.model import stateless_twin
+from mnist_rnn.model import build_twin
 
 if TYPE_CHECKING:
     import keras
@@ -59,7 +59,7 @@ def inference_model(cfg: Config, model: keras.Model) -> keras.Model:
     stateless twin over whole sequences, so every image is scored and no carried state leaks in."""
     if not cfg.train.stateful:
         return model
-    return stateless_twin(cfg.model, model, sequence_shape(cfg.data.layout))
+    return build_twin(cfg.model, model.get_weights(), sequence_shape(cfg.data.layout))
 
 
 def predict(model: keras.Model, x: np.ndarray, batch_size: int) -> np.ndarray:

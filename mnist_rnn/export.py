@@ -31,7 +31,7 @@ from mnist_rnn.data import load_dataset, sequence_shape
 from mnist_rnn.errors import ExportError
 from mnist_rnn.evaluate import inference_model
 from mnist_rnn.evaluate import predict as keras_predict
-from mnist_rnn.model import build_model
+from mnist_rnn.model import build_twin
 
 if TYPE_CHECKING:
     import keras
@@ -46,15 +46,14 @@ INPUT_NAME = "sequence"
 Predictor = Callable[[np.ndarray], np.ndarray]  # (N, steps, features) float32 -> (N, 10) probabilities
 
 
-def serving_twin(
+def _serving_twin(
     cfg: Config, model: keras.Model, batch_size: int | None = None, unroll: bool = False
 ) -> keras.Model:
-    """The trained model's weights in a freshly built, CPU-safe model (optionally unrolled, fixed batch)."""
     # Whole sequences, whatever the training saw (a stateful run trains on chunks with a fixed batch).
-    steps_features = sequence_shape(cfg.data.layout)
-    twin = build_model(cfg.model, steps_features, batch_size=batch_size, cpu_safe=True, unroll=unroll)
-    twin.set_weights(model.get_weights())
-    return twin
+    shape = sequence_shape(cfg.data.layout)
+    return build_twin(
+        cfg.model, model.get_weights(), shape, batch_size=batch_size, cpu_safe=True, unroll=unroll
+    )
 
 
 # ------------------------------------------------------------------------------ writers, loaders
@@ -63,7 +62,7 @@ def serving_twin(
 
 
 def _write_keras(cfg: Config, model: keras.Model, out: Path, quantize: str | None) -> list[str]:
-    serving_twin(cfg, model).save(out / "model.keras")
+    _serving_twin(cfg, model).save(out / "model.keras")
     return ["model.keras"]
 
 
@@ -78,7 +77,7 @@ def _write_saved_model(cfg: Config, model: keras.Model, out: Path, quantize: str
     import keras
     import tensorflow as tf
 
-    twin = serving_twin(cfg, model)
+    twin = _serving_twin(cfg, model)
     steps, features = twin.input_shape[1:]
 
     @tf.function(input_signature=[tf.TensorSpec([None, steps, features], tf.float32, name=INPUT_NAME)])
@@ -118,7 +117,7 @@ def _write_tflite(cfg: Config, model: keras.Model, out: Path, quantize: str | No
     import tensorflow as tf
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
-    twin = serving_twin(cfg, model, batch_size=1, unroll=True)
+    twin = _serving_twin(cfg, model, batch_size=1, unroll=True)
     steps, features = twin.input_shape[1:]
     fn = tf.function(lambda s: twin(s, training=False)).get_concrete_function(
         tf.TensorSpec([1, steps, features], tf.float32, name=INPUT_NAME)
@@ -175,7 +174,7 @@ def _write_onnx(cfg: Config, model: keras.Model, out: Path, quantize: str | None
     import tensorflow as tf
     import tf2onnx
 
-    twin = serving_twin(cfg, model)
+    twin = _serving_twin(cfg, model)
     steps, features = twin.input_shape[1:]
     spec = (tf.TensorSpec([None, steps, features], tf.float32, name=INPUT_NAME),)
     model_proto, _ = tf2onnx.convert.from_function(
@@ -235,11 +234,10 @@ def export_run(
         raise ExportError("--quantize dynamic applies to --format tflite only", exit_code=2)
     cfg = runs.read_run_config(run_dir)
     source = runs.find_checkpoint(run_dir, checkpoint)
-    default_name = f"{fmt}-dynamic" if quantize else fmt
-    target = out or run_dir / "export" / default_name
+    target = out or run_dir / "export" / (f"{fmt}-dynamic" if quantize else fmt)
     if target.exists() and not target.is_dir():
         raise ExportError(f"{target}: exists and is not a directory; pass another --out", exit_code=2)
-    dataset = load_dataset(cfg.data, cfg.seed)
+    test = load_dataset(cfg.data, cfg.seed).test
     model, state = runs.load_checkpoint(run_dir, checkpoint, warn=log)
 
     # Write beside the target and swap in when complete: a failed export leaves the old one intact.
@@ -249,27 +247,41 @@ def export_run(
     try:
         files = _WRITERS[fmt](cfg, model, tmp, quantize)
         log(f"wrote {fmt}{' (dynamic-range quantized)' if quantize else ''}; checking it in its own runtime")
-        test = dataset.test
         reference = keras_predict(inference_model(cfg, model), test.x, cfg.train.eval_batch_size)
         got = _LOADERS[fmt](tmp, quantize)(test.x)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    n = min(PARITY_IMAGES, len(test))
-    max_diff = float(np.abs(got[:n] - reference[:n]).max())
-    same_class = float((got[:n].argmax(1) == reference[:n].argmax(1)).mean())
-    bound_ok = same_class >= QUANTIZED_AGREEMENT if quantize else max_diff <= MAX_PROB_DIFF[fmt]
     manifest = {
         "format": fmt,
         "quantize": quantize,
         "source_checkpoint": str(source),
         "source_epoch": state.get("epoch"),
+        **_contract(fmt, test.x.shape[1:], str(cfg.data.layout)),
+        "parity": _parity(got, reference, fmt, quantize),
+        "test_samples": len(test),
+        "test_accuracy": float((got.argmax(1) == test.y).mean()),
+        "keras_test_accuracy": float((reference.argmax(1) == test.y).mean()),
+        "files": {name: _size(tmp / name) for name in files},
+    }
+    runs.atomic_write_json(tmp / MANIFEST, manifest)
+    _swap_in(tmp, target)
+    manifest["path"] = str(target)
+    if not manifest["parity"]["ok"]:
+        parity = manifest["parity"]
+        raise ExportError(
+            f"{target}: parity check failed: max |Δprob| {parity['max_abs_prob_diff']:.2e} (bound "
+            f"{parity['bound'] or '-'}), same class on {parity['same_class_fraction']:.2%} of "
+            f"{parity['images']} images; the artefact was kept for inspection"
+        )
+    return manifest
+
+
+def _contract(fmt: str, sample_shape: tuple[int, ...], layout: str) -> dict[str, Any]:
+    """What a serving program must feed the artefact and what it gets back."""
+    return {
         "inputs": [
-            {
-                "name": INPUT_NAME,
-                "shape": [1 if fmt == "tflite" else None, *test.x.shape[1:]],
-                "dtype": "float32",
-            }
+            {"name": INPUT_NAME, "shape": [1 if fmt == "tflite" else None, *sample_shape], "dtype": "float32"}
         ],
         "outputs": [
             {"name": "probabilities", "shape": [None, 10], "dtype": "float32"},
@@ -278,36 +290,35 @@ def export_run(
         "preprocessing": {
             "image": "28x28 greyscale, white digit on black (MNIST); invert dark-on-light scans",
             "scale": "float32 pixel / 255, in [0, 1]",
-            "layout": str(cfg.data.layout),
+            "layout": layout,
         },
-        "parity": {
-            "images": n,
-            "max_abs_prob_diff": max_diff,
-            "bound": None if quantize else MAX_PROB_DIFF[fmt],
-            "same_class_fraction": same_class,
-            "same_class_bound": QUANTIZED_AGREEMENT if quantize else None,
-            "ok": bool(bound_ok),
-        },
-        "test_samples": len(test),
-        "test_accuracy": float((got.argmax(1) == test.y).mean()),
-        "keras_test_accuracy": float((reference.argmax(1) == test.y).mean()),
-        "files": {name: _size(tmp / name) for name in files},
     }
-    runs.atomic_write_json(tmp / MANIFEST, manifest)
+
+
+def _parity(got: np.ndarray, reference: np.ndarray, fmt: str, quantize: str | None) -> dict[str, Any]:
+    """The artefact's probabilities against the Keras model's on the first PARITY_IMAGES test images."""
+    n = min(PARITY_IMAGES, len(reference))
+    max_diff = float(np.abs(got[:n] - reference[:n]).max())
+    same_class = float((got[:n].argmax(1) == reference[:n].argmax(1)).mean())
+    ok = same_class >= QUANTIZED_AGREEMENT if quantize else max_diff <= MAX_PROB_DIFF[fmt]
+    return {
+        "images": n,
+        "max_abs_prob_diff": max_diff,
+        "bound": None if quantize else MAX_PROB_DIFF[fmt],
+        "same_class_fraction": same_class,
+        "same_class_bound": QUANTIZED_AGREEMENT if quantize else None,
+        "ok": bool(ok),
+    }
+
+
+def _swap_in(tmp: Path, target: Path) -> None:
+    """Replace `target` by the finished `tmp` folder, the old one removed only once the new is in place."""
     previous = target.with_name(f".{target.name}.old-{os.getpid()}")
     if target.exists():
         os.replace(target, previous)
     target.parent.mkdir(parents=True, exist_ok=True)
     os.replace(tmp, target)
     shutil.rmtree(previous, ignore_errors=True)
-    manifest["path"] = str(target)
-    if not bound_ok:
-        raise ExportError(
-            f"{target}: parity check failed: max |Δprob| {max_diff:.2e} (bound "
-            f"{MAX_PROB_DIFF[fmt] if not quantize else '-'}), same class on {same_class:.2%} of {n} images; "
-            "the artefact was kept for inspection"
-        )
-    return manifest
 
 
 def load_artefact(export_dir: Path) -> tuple[dict[str, Any], Predictor]:

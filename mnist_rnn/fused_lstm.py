@@ -21,12 +21,39 @@ Float32, stateless, unidirectional, no recurrent dropout, no masking: `model.lst
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import keras
 import tensorflow as tf
 
-from mnist_rnn.config import FUSED_MAX_STEPS
+from mnist_rnn.execution import FUSED_MAX_STEPS
+
+
+@dataclass(frozen=True)
+class _Gates:
+    """Gates (i, f, g, o): a = sigmoid(z * scale) * scale + shift gives sigmoid for i, f, o and tanh for g."""
+
+    scale: tf.Tensor
+    shift: tf.Tensor
+    slope: tf.Tensor  # d a / d z = s * (1 - s) * scale^2, with s the sigmoid output
+
+    @classmethod
+    def of(cls, units: int) -> _Gates:
+        ones, zeros = tf.ones((units,)), tf.zeros((units,))
+        scale = tf.concat([ones, ones, 2.0 * ones, ones], 0)
+        return cls(scale, tf.concat([zeros, zeros, -ones, zeros], 0), scale * scale)
+
+
+@dataclass(frozen=True)
+class _Tape:
+    """What the forward pass keeps for the backward pass."""
+
+    x_flat: tf.Tensor  # (steps*batch, features), step-major
+    sig: list[tf.Tensor]  # sigmoid outputs per step, what the backward pass rebuilds gates from
+    cells: list[tf.Tensor]  # c per step
+    hs: tf.Tensor  # (steps, batch, u)
+    batch: tf.Tensor
 
 
 def lstm_sequence(
@@ -34,72 +61,79 @@ def lstm_sequence(
 ) -> tf.Tensor:
     """LSTM over x (batch, steps, features) from zero state: the last h (batch, u) or every h
     (batch, steps, u). Equal to `keras.layers.LSTM` with the same weights up to float32 rounding."""
-    steps, features = int(x.shape[1]), int(x.shape[2])
-    units = int(recurrent_kernel.shape[0])
-    ones, zeros = tf.ones((units,)), tf.zeros((units,))
-    # Gates (i, f, g, o): a = sigmoid(z * scale) * scale + shift gives sigmoid for i, f, o and tanh for g.
-    scale = tf.concat([ones, ones, 2.0 * ones, ones], 0)
-    shift = tf.concat([zeros, zeros, -ones, zeros], 0)
-    slope = scale * scale  # d a / d z = s * (1 - s) * scale^2, with s the sigmoid output
+    gates = _Gates.of(int(recurrent_kernel.shape[0]))
 
     @tf.custom_gradient
     def run(x: tf.Tensor, w: tf.Tensor, u: tf.Tensor, b: tf.Tensor) -> Any:
-        batch = tf.shape(x)[0]
-        x_flat = tf.reshape(tf.transpose(x, [1, 0, 2]), [-1, features])  # (steps*batch, features)
-        inputs = tf.unstack(tf.reshape(tf.matmul(x_flat, w) + b, [steps, batch, 4 * units]))
-        sig: list[tf.Tensor] = []  # sigmoid outputs per step, what the backward pass rebuilds gates from
-        cells: list[tf.Tensor] = []
-        hidden: list[tf.Tensor] = []
-        h = c = None
-        for t in range(steps):
-            z = inputs[t] if h is None else inputs[t] + tf.matmul(h, u)  # h0 = 0: skip its matmul
-            s = tf.sigmoid(z * scale)
-            i, f, g, o = tf.split(s * scale + shift, 4, axis=1)
-            c = i * g if c is None else f * c + i * g
-            h = o * tf.tanh(c)
-            sig.append(s)
-            cells.append(c)
-            hidden.append(h)
-        hs = tf.stack(hidden)  # (steps, batch, u)
-        out = tf.transpose(hs, [1, 0, 2]) if return_sequences else h
-
-        def grad(d_out: tf.Tensor) -> tuple[tf.Tensor, ...]:
-            # Everything that does not depend on the step order, over all steps at once.
-            s_all = tf.stack(sig)
-            i, f, g, o = tf.split(s_all * scale + shift, 4, axis=2)
-            c_all = tf.stack(cells)
-            c_prev = tf.concat([tf.zeros_like(c_all[:1]), c_all[:-1]], 0)
-            tanh_c = tf.tanh(c_all)
-            # dz = [dc*g, dc*c_prev, dc*i, dh*tanh(c)] * a'(z): the factors after the brackets, per step
-            partner = tf.unstack(tf.concat([g, c_prev, i, tanh_c], 2) * ((s_all - s_all * s_all) * slope))
-            dc_from_h = tf.unstack(o * (1.0 - tanh_c * tanh_c))
-            forget = tf.unstack(f)
-            d_hs = tf.unstack(tf.transpose(d_out, [1, 0, 2])) if return_sequences else None
-            u_t = tf.transpose(u)
-            dz: list[tf.Tensor] = [tf.zeros(())] * steps
-            dh = None if return_sequences else d_out
-            dc = None
-            for t in reversed(range(steps)):  # the only sequential part: one matmul per step
-                if d_hs is not None:
-                    dh = d_hs[t] if dh is None else dh + d_hs[t]
-                dct = dh * dc_from_h[t] if dc is None else dh * dc_from_h[t] + dc
-                dz[t] = tf.concat([dct, dct, dct, dh], 1) * partner[t]
-                if t > 0:
-                    dh = tf.matmul(dz[t], u_t)
-                    dc = dct * forget[t]
-            dz_flat = tf.reshape(tf.stack(dz), [-1, 4 * units])  # (steps*batch, 4u)
-            h_prev = tf.reshape(tf.concat([tf.zeros_like(hs[:1]), hs[:-1]], 0), [-1, units])
-            dx = tf.reshape(tf.matmul(dz_flat, w, transpose_b=True), [steps, batch, features])
-            return (
-                tf.transpose(dx, [1, 0, 2]),
-                tf.matmul(x_flat, dz_flat, transpose_a=True),
-                tf.matmul(h_prev, dz_flat, transpose_a=True),
-                tf.reduce_sum(dz_flat, 0),
-            )
-
-        return out, grad
+        out, tape = _forward(x, w, u, b, gates, return_sequences)
+        return out, lambda d_out: _backward(d_out, tape, w, u, gates, return_sequences)
 
     return run(x, kernel, recurrent_kernel, bias)
+
+
+def _forward(
+    x: tf.Tensor, w: tf.Tensor, u: tf.Tensor, b: tf.Tensor, gates: _Gates, return_sequences: bool
+) -> tuple[tf.Tensor, _Tape]:
+    steps, features, units = int(x.shape[1]), int(x.shape[2]), int(u.shape[0])
+    batch = tf.shape(x)[0]
+    x_flat = tf.reshape(tf.transpose(x, [1, 0, 2]), [-1, features])  # (steps*batch, features)
+    inputs = tf.unstack(tf.reshape(tf.matmul(x_flat, w) + b, [steps, batch, 4 * units]))
+    sig: list[tf.Tensor] = []
+    cells: list[tf.Tensor] = []
+    hidden: list[tf.Tensor] = []
+    h = c = None
+    for t in range(steps):
+        z = inputs[t] if h is None else inputs[t] + tf.matmul(h, u)  # h0 = 0: skip its matmul
+        s = tf.sigmoid(z * gates.scale)
+        i, f, g, o = tf.split(s * gates.scale + gates.shift, 4, axis=1)
+        c = i * g if c is None else f * c + i * g
+        h = o * tf.tanh(c)
+        sig.append(s)
+        cells.append(c)
+        hidden.append(h)
+    hs = tf.stack(hidden)  # (steps, batch, u)
+    out = tf.transpose(hs, [1, 0, 2]) if return_sequences else h
+    return out, _Tape(x_flat, sig, cells, hs, batch)
+
+
+def _backward(
+    d_out: tf.Tensor, tape: _Tape, w: tf.Tensor, u: tf.Tensor, gates: _Gates, return_sequences: bool
+) -> tuple[tf.Tensor, ...]:
+    """Gradients for (x, kernel, recurrent_kernel, bias)."""
+    steps, features, units = len(tape.sig), int(w.shape[0]), int(u.shape[0])
+    # Everything that does not depend on the step order, over all steps at once.
+    s_all = tf.stack(tape.sig)
+    i, f, g, o = tf.split(s_all * gates.scale + gates.shift, 4, axis=2)
+    c_all = tf.stack(tape.cells)
+    c_prev = tf.concat([tf.zeros_like(c_all[:1]), c_all[:-1]], 0)
+    tanh_c = tf.tanh(c_all)
+    # dz = [dc*g, dc*c_prev, dc*i, dh*tanh(c)] * a'(z): the factors after the brackets, per step
+    partner = tf.unstack(tf.concat([g, c_prev, i, tanh_c], 2) * ((s_all - s_all * s_all) * gates.slope))
+    dc_from_h = tf.unstack(o * (1.0 - tanh_c * tanh_c))
+    forget = tf.unstack(f)
+    d_hs = tf.unstack(tf.transpose(d_out, [1, 0, 2])) if return_sequences else None
+    u_t = tf.transpose(u)
+    dz: list[tf.Tensor] = [tf.zeros(())] * steps
+    dh = None if return_sequences else d_out
+    dc = None
+    for t in reversed(range(steps)):  # the only sequential part: one matmul per step
+        if d_hs is not None:
+            dh = d_hs[t] if dh is None else dh + d_hs[t]
+        dct = dh * dc_from_h[t] if dc is None else dh * dc_from_h[t] + dc
+        dz[t] = tf.concat([dct, dct, dct, dh], 1) * partner[t]
+        if t > 0:
+            dh = tf.matmul(dz[t], u_t)
+            dc = dct * forget[t]
+    dz_flat = tf.reshape(tf.stack(dz), [-1, 4 * units])  # (steps*batch, 4u)
+    hs = tape.hs
+    h_prev = tf.reshape(tf.concat([tf.zeros_like(hs[:1]), hs[:-1]], 0), [-1, units])
+    dx = tf.reshape(tf.matmul(dz_flat, w, transpose_b=True), [steps, tape.batch, features])
+    return (
+        tf.transpose(dx, [1, 0, 2]),
+        tf.matmul(tape.x_flat, dz_flat, transpose_a=True),
+        tf.matmul(h_prev, dz_flat, transpose_a=True),
+        tf.reduce_sum(dz_flat, 0),
+    )
 
 
 def _unit_forget_bias(units: int) -> keras.initializers.Initializer:

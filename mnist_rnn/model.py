@@ -9,11 +9,11 @@
 `model.dropout` is applied *between* layers (as PyTorch's `nn.LSTM(dropout=...)` does), not through the
 RNN's own `dropout` argument, and the recurrent layers keep Keras's defaults (tanh/sigmoid, bias, no
 unroll) so that on a GPU Keras picks the cuDNN kernel. Only `model.recurrent_dropout` > 0 or the
-`simple_rnn` cell rule cuDNN out; `cudnn_blockers` names them so training can say so.
+`simple_rnn` cell rule cuDNN out; `execution.cudnn_blockers` names them so training can say so.
 
-`fused=True` (training on a CPU, see `train.plan_execution`) swaps each LSTM for `FusedLSTM`, which has
+`fused=True` (training on a CPU, see `execution.plan_execution`) swaps each LSTM for `FusedLSTM`, which has
 the same function and the same weights in the same order, so `set_weights` moves a trained model into
-the stock-layer twins that export, streaming and stateful scoring build.
+the stock-layer twins that export, streaming and stateful scoring build with `build_twin`.
 """
 
 from __future__ import annotations
@@ -24,18 +24,9 @@ from mnist_rnn.config import Cell, Head, ModelConfig
 
 if TYPE_CHECKING:
     import keras
+    import numpy as np
 
 NUM_CLASSES = 10
-
-
-def cudnn_blockers(cfg: ModelConfig) -> list[str]:
-    """The config choices that stop Keras from using the cuDNN kernel on a GPU."""
-    reasons = []
-    if cfg.cell is Cell.simple_rnn:
-        reasons.append("model.cell: simple_rnn has no cuDNN kernel")
-    if cfg.recurrent_dropout > 0:
-        reasons.append(f"model.recurrent_dropout={cfg.recurrent_dropout} (cuDNN needs 0)")
-    return reasons
 
 
 def _recurrent_layer(
@@ -130,9 +121,28 @@ def reset_states(model: keras.Model) -> None:
             layer.reset_state()
 
 
-def stateless_twin(cfg: ModelConfig, model: keras.Model, input_shape: tuple[int, int]) -> keras.Model:
-    """The same weights in a stateless model over whole sequences: what scores, exports and predicts a
-    stateful run, so no state leaks from training into figures and every image is scored."""
-    twin = build_model(cfg, input_shape)
-    twin.set_weights(model.get_weights())
+def build_twin(
+    cfg: ModelConfig,
+    weights: list[np.ndarray],
+    input_shape: tuple[int, int],
+    *,
+    batch_size: int | None = None,
+    stateful: bool = False,
+    cpu_safe: bool = False,
+    unroll: bool = False,
+) -> keras.Model:
+    """A trained model's `weights` in a freshly built model of another shape or kind: the one way a
+    trained network is rebuilt for scoring, streaming and export.
+
+    - stateless over whole sequences (the defaults): scores a stateful or chunk-trained run, so every
+      image is scored and no carried state leaks in;
+    - `batch_size=1, stateful=True` with a chunk as `input_shape`: streaming, a step at a time;
+    - `cpu_safe=True`: no cuDNN op in the graph (a GPU-trained model serves on a CPU);
+    - `unroll=True` with a fixed batch: no loop in the graph (TFLite builtin ops).
+    The stock Keras layers are always used (never the fused kernel): artefacts load without our code.
+    """
+    twin = build_model(
+        cfg, input_shape, batch_size=batch_size, cpu_safe=cpu_safe, unroll=unroll, stateful=stateful
+    )
+    twin.set_weights(weights)
     return twin

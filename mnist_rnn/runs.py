@@ -27,7 +27,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mnist_rnn.config import Config, load_config
+from mnist_rnn.config import Config
+from mnist_rnn.config_files import dump_config, load_config
 from mnist_rnn.errors import RunError
 
 if TYPE_CHECKING:
@@ -111,8 +112,6 @@ def create_run_dir(path: Path) -> Path:
 
 
 def write_config(run_dir: Path, cfg: Config) -> None:
-    from mnist_rnn.config import dump_config
-
     atomic_write_text(run_dir / CONFIG, dump_config(cfg))
 
 

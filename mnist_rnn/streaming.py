@@ -21,7 +21,7 @@ from mnist_rnn import runs
 from mnist_rnn.config import Head, ModelConfig
 from mnist_rnn.data import sequence_shape
 from mnist_rnn.errors import ConfigError
-from mnist_rnn.model import build_model, reset_states
+from mnist_rnn.model import build_twin, reset_states
 
 if TYPE_CHECKING:
     import keras
@@ -40,8 +40,9 @@ class Streamer:
                 "streaming cannot run a bidirectional model: it reads the sequence backwards too"
             )
         self.chunk_steps = chunk_steps
-        self.model: keras.Model = build_model(cfg, (chunk_steps, features), batch_size=1, stateful=True)
-        self.model.set_weights(weights)
+        self.model: keras.Model = build_twin(
+            cfg, weights, (chunk_steps, features), batch_size=1, stateful=True
+        )
 
     @classmethod
     def from_run(cls, run_dir: Path | str, checkpoint: str = "best", chunk_steps: int = 1) -> Streamer:

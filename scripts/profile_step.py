@@ -34,17 +34,17 @@ DEVICE = "/CPU:0"
 
 
 def _data(samples: int) -> tuple[np.ndarray, np.ndarray]:
-    from mnist_rnn.data import _load_embedded, make_sequences
+    from mnist_rnn.data import load_embedded, make_sequences
 
-    arrays = _load_embedded()
+    arrays = load_embedded()
     x = make_sequences(arrays["train_images"][:samples], "rows")
     return x, arrays["train_labels"][:samples].astype(np.int32)
 
 
 def _model(kernel: str, units: tuple[int, ...], xla: bool):
     from mnist_rnn.config import LstmKernel, ModelConfig, TrainConfig
+    from mnist_rnn.loop import compile_model
     from mnist_rnn.model import build_model
-    from mnist_rnn.train import compile_model
 
     model = build_model(
         ModelConfig(units=units, lstm_kernel=LstmKernel(kernel)), (28, 28), fused=kernel == "fused"
@@ -82,7 +82,7 @@ def op_table(trace_dir: Path) -> list[tuple[str, float, int]]:
 def profile(kernel: str, units: tuple[int, ...], xla: bool, batches: int, top: int = 15) -> None:
     import tensorflow as tf
 
-    from mnist_rnn.train import fit_epoch
+    from mnist_rnn.loop import fit_epoch
 
     x, y = _data(BATCH * batches)
     model = _model(kernel, units, xla)
@@ -115,7 +115,7 @@ def _kernel_runs(
     import keras
     import tensorflow as tf
 
-    from mnist_rnn.train import fit_epoch
+    from mnist_rnn.loop import fit_epoch
 
     model = _model(kernel, units, xla=True)
     loss_fn = keras.losses.SparseCategoricalCrossentropy()

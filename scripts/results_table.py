@@ -18,8 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from mnist_rnn.config import load_config
-from mnist_rnn.train import Execution
+from mnist_rnn.config_files import load_config
+from mnist_rnn.execution import Execution
 
 
 def measure(config: Path, root: Path, extra: list[str]) -> dict:

@@ -6,9 +6,14 @@ import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pytest
 import yaml
+
+if TYPE_CHECKING:
+    from mnist_rnn.train import RunResult
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -82,20 +87,45 @@ def embedded_copy(tmp_path: Path) -> Path:
     return target
 
 
+def train_run(config: Path | dict, run_dir: Path, *overrides: str, **kwargs: Any) -> RunResult:
+    """Train a config file (or a TINY-like dict) into `run_dir` through the public entry point, quietly.
+
+    `kwargs` go to `run_training` (resume=True, stop=StopRequest(...), dataset=...)."""
+    from rich.console import Console
+
+    from mnist_rnn.config_files import load_config
+    from mnist_rnn.train import run_training
+
+    if isinstance(config, dict):
+        path = run_dir.parent / f"{run_dir.name}.yaml"
+        path.write_text(yaml.safe_dump(config))
+        config = path
+    cfg = load_config(config, overrides)
+    return run_training(cfg, run_dir, console=Console(quiet=True), command=["test"], **kwargs)
+
+
+def trained_weights(run_dir: Path, which: str = "last") -> list[np.ndarray]:
+    from mnist_rnn import runs
+
+    model, _ = runs.load_checkpoint(run_dir, which)
+    return [np.asarray(w) for w in model.get_weights()]
+
+
+def history_without_time(run_dir: Path) -> list[dict[str, str]]:
+    from mnist_rnn import runs
+
+    return [{k: v for k, v in row.items() if k != "seconds"} for row in runs.read_history(run_dir)]
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    """A fresh generator per test, so a test's inputs do not depend on which tests ran before it."""
+    return np.random.default_rng(0)
+
+
 @pytest.fixture(scope="session")
 def synthetic_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A run trained on synthetic data (confident, so quantization keeps every class): for export checks."""
-    from rich.console import Console
-
-    from mnist_rnn import runs
-    from mnist_rnn.config import load_config
-    from mnist_rnn.data import load_dataset
-    from mnist_rnn.train import select_device, train
-
     root = tmp_path_factory.mktemp("synthetic-run")
-    config = root / "tiny.yaml"
-    config.write_text(yaml.safe_dump({**TINY, "model": {"cell": "lstm", "units": [16, 16]}}))
-    cfg = load_config(config, ["train.epochs=5", "data.limit_test=1000"])
-    run = runs.create_run_dir(root / "run")
-    train(cfg, load_dataset(cfg.data, cfg.seed), run, select_device(cfg.train.device), Console(quiet=True))
-    return run
+    config = {**TINY, "model": {"cell": "lstm", "units": [16, 16]}}
+    return train_run(config, root / "run", "train.epochs=5", "data.limit_test=1000").run_dir

@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 
 from mnist_rnn import export, runs
-from mnist_rnn.config import load_config
+from mnist_rnn.config_files import load_config
 from mnist_rnn.data import load_dataset
 from mnist_rnn.errors import ExportError
 from mnist_rnn.evaluate import predict
+from mnist_rnn.model import build_twin
 
 
 @pytest.mark.parametrize("fmt", ["saved_model", "keras", "tflite", "onnx"])
@@ -57,7 +58,8 @@ def test_saved_model_graph_is_cpu_safe_and_the_twin_disables_cudnn(synthetic_run
     import tensorflow as tf
 
     model, _ = runs.load_checkpoint(synthetic_run, "best")
-    twin = export.serving_twin(load_config(synthetic_run / "config.yaml"), model)
+    cfg = load_config(synthetic_run / "config.yaml")
+    twin = build_twin(cfg.model, model.get_weights(), (28, 28), cpu_safe=True)  # as export builds it
     recurrent = [layer for layer in twin.layers if hasattr(layer, "use_cudnn")]
     assert recurrent and all(layer.use_cudnn is False for layer in recurrent)
 

@@ -1,34 +1,33 @@
-"""Training on small data through `train.train`: files, learning, determinism, early stop, divergence."""
+"""Training on small data through `run_training`: files, learning, determinism, early stop, divergence."""
 
 from __future__ import annotations
 
 import json
+import signal
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
-from rich.console import Console
 
 from mnist_rnn import runs
-from mnist_rnn.config import load_config
+from mnist_rnn.config_files import load_config
 from mnist_rnn.data import load_dataset
-from mnist_rnn.errors import TrainingError
+from mnist_rnn.errors import Interrupted, TrainingError
 from mnist_rnn.evaluate import evaluate_run
-from tests.conftest import CONFIGS, each_once, tensorboard_scalar_counts
+from mnist_rnn.loop import StopRequest
+from tests.conftest import (
+    CONFIGS,
+    each_once,
+    history_without_time,
+    tensorboard_scalar_counts,
+    train_run,
+    trained_weights,
+)
 
 
-def _train(config: Path, run_dir: Path, overrides: tuple[str, ...] = ()) -> dict:
-    from mnist_rnn.train import select_device, train
-
-    cfg = load_config(config, overrides)
-    runs.create_run_dir(run_dir)
-    dataset = load_dataset(cfg.data, cfg.seed)
-    return train(cfg, dataset, run_dir, select_device(cfg.train.device), Console(quiet=True))
-
-
-def _weights(run_dir: Path, which: str) -> list[np.ndarray]:
-    model, _ = runs.load_checkpoint(run_dir, which)
-    return [np.asarray(w) for w in model.get_weights()]
+def _train(config: Path, run_dir: Path, overrides: tuple[str, ...] = (), **kwargs: Any) -> dict:
+    return train_run(config, run_dir, *overrides, **kwargs).metrics
 
 
 def test_training_learns_and_writes_the_run(tiny_config: Path, tmp_path: Path) -> None:
@@ -63,18 +62,15 @@ def test_same_seed_gives_identical_history_and_weights(tiny_config: Path, tmp_pa
     # With XLA the TF op-determinism switch is off (Keras would disable XLA): XLA on CPU must hold alone.
     _train(tiny_config, tmp_path / "a", (f"train.jit_compile={jit}",))
     _train(tiny_config, tmp_path / "b", (f"train.jit_compile={jit}",))
-    strip = [{k: v for k, v in row.items() if k != "seconds"} for row in runs.read_history(tmp_path / "a")]
-    assert strip == [
-        {k: v for k, v in row.items() if k != "seconds"} for row in runs.read_history(tmp_path / "b")
-    ]
-    for wa, wb in zip(_weights(tmp_path / "a", "last"), _weights(tmp_path / "b", "last"), strict=True):
+    assert history_without_time(tmp_path / "a") == history_without_time(tmp_path / "b")
+    for wa, wb in zip(trained_weights(tmp_path / "a"), trained_weights(tmp_path / "b"), strict=True):
         np.testing.assert_array_equal(wa, wb)
 
 
 def test_a_different_seed_gives_different_weights(tiny_config: Path, tmp_path: Path) -> None:
     _train(tiny_config, tmp_path / "a", ("train.epochs=1",))
     _train(tiny_config, tmp_path / "b", ("train.epochs=1", "seed=8"))
-    assert not np.array_equal(_weights(tmp_path / "a", "last")[0], _weights(tmp_path / "b", "last")[0])
+    assert not np.array_equal(trained_weights(tmp_path / "a")[0], trained_weights(tmp_path / "b")[0])
 
 
 def test_early_stopping_stops_when_validation_stalls(tiny_config: Path, tmp_path: Path) -> None:
@@ -95,19 +91,29 @@ def test_early_stopping_stops_when_validation_stalls(tiny_config: Path, tmp_path
 def test_non_finite_loss_stops_with_a_training_error_and_keeps_the_good_checkpoint(
     tiny_config: Path, tmp_path: Path
 ) -> None:
-    from mnist_rnn.train import select_device, train
+    """The NaN arrives in a run that already has good checkpoints (two finished epochs): the error names
+    the batch, and neither checkpoint, the history nor metrics.json takes anything from the bad epoch."""
+    from mnist_rnn.config_files import load_config
+
+    run = tmp_path / "run"
+    _train(tiny_config, run, ("train.epochs=2",))
+    good = {which: trained_weights(run, which) for which in ("last", "best")}
+    good_state = runs.read_checkpoint_state(run, "last")
+    good_history = runs.read_history(run)
+    metrics_before = (run / "metrics.json").read_bytes()
 
     cfg = load_config(tiny_config, ("train.epochs=3",))
-    dataset = load_dataset(cfg.data, cfg.seed)
-    run = runs.create_run_dir(tmp_path / "run")
-    train(cfg, dataset, run, select_device(cfg.train.device), Console(quiet=True))
-    good = _weights(run, "last")
-    dataset.train.x[100, 3, 3] = np.nan  # one bad pixel in batch 2 (batch size 64, shuffled order aside)
-    run2 = runs.create_run_dir(tmp_path / "run2")
-    with pytest.raises(TrainingError, match=r"at epoch 1, batch \d+.*lower train.learning_rate"):
-        train(cfg, dataset, run2, select_device(cfg.train.device), Console(quiet=True))
-    assert not (run2 / "checkpoints" / "last").exists()  # nothing saved from a NaN epoch
-    assert all(np.isfinite(w).all() for w in good)
+    poisoned = load_dataset(cfg.data, cfg.seed)
+    poisoned.train.x[100, 3, 3] = np.nan  # one bad pixel: the epoch's first batch holding image 100
+    with pytest.raises(TrainingError, match=r"at epoch 3, batch \d+.*lower train.learning_rate"):
+        _train(tiny_config, run, ("train.epochs=3",), resume=True, dataset=poisoned)
+    for which, weights in good.items():
+        for got, want in zip(trained_weights(run, which), weights, strict=True):
+            np.testing.assert_array_equal(got, want)
+    assert runs.read_checkpoint_state(run, "last") == good_state
+    assert runs.read_history(run) == good_history
+    assert (run / "metrics.json").read_bytes() == metrics_before
+    assert all(np.isfinite(w).all() for w in good["last"])
 
 
 def test_validation_zero_trains_on_everything_and_tracks_training_accuracy(
@@ -118,56 +124,34 @@ def test_validation_zero_trains_on_everything_and_tracks_training_accuracy(
     assert runs.read_history(tmp_path / "run")[0]["val_accuracy"] == ""
 
 
-def _history_without_time(run: Path) -> list[dict[str, str]]:
-    return [{k: v for k, v in row.items() if k != "seconds"} for row in runs.read_history(run)]
-
-
 @pytest.mark.parametrize(
     ("dropout", "per_call"), [(0.0, 1), (0.3, 1), (0.0, 4)], ids=["plain", "dropout", "4-steps-per-call"]
 )
 def test_sigterm_mid_epoch_saves_that_step_and_resume_is_exact(
-    tiny_config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dropout: float, per_call: int
+    tiny_config: Path, tmp_path: Path, dropout: float, per_call: int
 ) -> None:
-    import os
-    import signal
-
-    from mnist_rnn import train as train_module
-    from mnist_rnn.errors import Interrupted
-
     overrides = (
         "train.epochs=3", "train.checkpoint_every_steps=4", "model.units=[16,16]", f"model.dropout={dropout}",
         f"train.steps_per_execution={per_call}",
     )  # fmt: skip
     _train(tiny_config, tmp_path / "reference", overrides)
 
-    # Deliver SIGTERM to ourselves at the first batch end at or past global step 21 (epoch 2 of 16-batch
-    # epochs); the call in flight finishes, so training stops one call later and saves exactly there.
-    real_due = train_module._CheckpointClock.due
-    sent: list[int] = []
-
-    def due(self, global_step: int) -> bool:
-        if global_step >= 21 and not sent:
-            sent.append(global_step)
-            os.kill(os.getpid(), signal.SIGTERM)
-        return real_due(self, global_step)
-
-    monkeypatch.setattr(train_module._CheckpointClock, "due", due)
+    # A SIGTERM as the batch ending at global step 21 (epoch 2 of 16-batch epochs) finishes: callbacks see
+    # every `per_call`-th batch, so training stops at the first one they see at or past step 21.
     run = tmp_path / "cut"
     with pytest.raises(Interrupted) as info:
-        _train(tiny_config, run, overrides)
-    stop_step = sent[0] + per_call - 16  # one call after the signal, within epoch 2
+        _train(tiny_config, run, overrides, stop=StopRequest(after_step=21, injected_signum=signal.SIGTERM))
+    stop_step = -(-21 // per_call) * per_call - 16
     assert info.value.exit_code == 143
-    assert f"checkpoints/last holds epoch 2, batch {stop_step}" in str(info.value)
+    assert f"stopped by SIGTERM during epoch 2; checkpoints/last holds epoch 2, batch {stop_step}" in str(
+        info.value
+    )
     state = runs.read_checkpoint_state(run, "last")
     assert (state["epoch"], state["step"]) == (1, stop_step) and state["metric_state"]
-    monkeypatch.setattr(train_module._CheckpointClock, "due", real_due)
 
-    from mnist_rnn.train import select_device, train
-
-    cfg = load_config(tiny_config, overrides)
-    train(cfg, load_dataset(cfg.data, cfg.seed), run, select_device("cpu"), Console(quiet=True), resume=True)
-    assert _history_without_time(run) == _history_without_time(tmp_path / "reference")
-    for got, want in zip(_weights(run, "last"), _weights(tmp_path / "reference", "last"), strict=True):
+    _train(tiny_config, run, overrides, resume=True)
+    assert history_without_time(run) == history_without_time(tmp_path / "reference")
+    for got, want in zip(trained_weights(run), trained_weights(tmp_path / "reference"), strict=True):
         np.testing.assert_array_equal(got, want)
 
 
@@ -188,8 +172,9 @@ def test_fast_path_gives_the_plain_path_loss_on_the_same_batches() -> None:
     import keras
 
     from mnist_rnn.config import Config, LstmKernel, ModelConfig, TrainConfig
+    from mnist_rnn.execution import plan_execution, seed_everything
+    from mnist_rnn.loop import compile_model, fit_epoch
     from mnist_rnn.model import build_model, uses_fused_lstm
-    from mnist_rnn.train import compile_model, fit_epoch, plan_execution, seed_everything
 
     seed_everything(3, deterministic=True, jit_compile=True)  # as train() does for this path
     data = load_dataset(load_config(CONFIGS / "smoke.yaml").data, seed=0)
@@ -241,13 +226,13 @@ def test_tensorboard_catch_up_logs_each_epoch_once_whatever_a_kill_left_behind(t
     """The window that once repeated an epoch: a kill after the events of epoch 3 were flushed but
     before anything else recorded it. Resuming from a checkpoint whose history has epochs 1-3 must
     log none of them again, and must still log what is missing: here epoch 3 of validation."""
-    from mnist_rnn.train import _TensorBoard
+    from mnist_rnn.tensorboard_log import TensorBoardLog
 
-    tb = _TensorBoard(tmp_path, enabled=True)
+    tb = TensorBoardLog(tmp_path, enabled=True)
     for epoch in (1, 2):
         tb.log(epoch, _row(epoch))
     tb.log(3, _row(3) | {"val_loss": None, "val_accuracy": None})  # killed before validation's flush
-    resumed = _TensorBoard(tmp_path, enabled=True)
+    resumed = TensorBoardLog(tmp_path, enabled=True)
     resumed.catch_up([_row(epoch) for epoch in (1, 2, 3)])
     resumed.log(4, _row(4))
     assert tensorboard_scalar_counts(tmp_path / "tensorboard" / "train") == each_once(range(1, 5), TRAIN_TAGS)
@@ -257,9 +242,9 @@ def test_tensorboard_catch_up_logs_each_epoch_once_whatever_a_kill_left_behind(t
 
 
 def test_tensorboard_catch_up_rewrites_a_scalar_torn_by_a_kill(tmp_path: Path) -> None:
-    from mnist_rnn.train import _TensorBoard, logged_scalars
+    from mnist_rnn.tensorboard_log import TensorBoardLog, logged_scalars
 
-    tb = _TensorBoard(tmp_path, enabled=True)
+    tb = TensorBoardLog(tmp_path, enabled=True)
     for epoch in (1, 2):
         tb.log(epoch, _row(epoch, val=False))
     train_dir = tmp_path / "tensorboard" / "train"
@@ -267,5 +252,5 @@ def test_tensorboard_catch_up_rewrites_a_scalar_torn_by_a_kill(tmp_path: Path) -
     events.write_bytes(events.read_bytes()[:-5])  # the last record (epoch 2's learning_rate) is torn
     assert ("learning_rate", 2) not in logged_scalars(train_dir)
     assert ("loss", 2) in logged_scalars(train_dir)
-    _TensorBoard(tmp_path, enabled=True).catch_up([_row(1, val=False), _row(2, val=False)])
+    TensorBoardLog(tmp_path, enabled=True).catch_up([_row(1, val=False), _row(2, val=False)])
     assert tensorboard_scalar_counts(train_dir) == each_once(range(1, 3), TRAIN_TAGS)

@@ -229,7 +229,3 @@ def test_bad_input(code: int, expected: str, build: Case, tmp_path: Path) -> Non
     assert expected in lines[0], lines[0]
     assert "Traceback" not in result.stdout + result.stderr
     assert _snapshot(tmp_path) == before  # nothing created, nothing changed
-
-
-def test_the_table_is_at_least_thirty_cases() -> None:
-    assert len(CASES) >= 30

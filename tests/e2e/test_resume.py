@@ -133,6 +133,8 @@ def test_fused_lstm_run_resumes_bit_for_bit_and_scores_and_exports(tmp_path: Pat
     uninterrupted one; eval loads its checkpoint; the export holds stock Keras layers with its weights."""
     import keras
 
+    from mnist_rnn.config_files import load_config
+    from mnist_rnn.data import load_dataset
     from mnist_rnn.evaluate import evaluate_run
     from mnist_rnn.export import load_artefact
 
@@ -162,3 +164,8 @@ def test_fused_lstm_run_resumes_bit_for_bit_and_scores_and_exports(tmp_path: Pat
     assert "LSTM" in kinds and "FusedLSTM" not in kinds  # stock layers: loads without mnist-rnn
     manifest, predictor = load_artefact(out)
     assert manifest["format"] == "keras"
+    cfg = load_config(run / "config.yaml")
+    test = load_dataset(cfg.data, cfg.seed).test
+    served = predictor(test.x)  # the artefact, in its own runtime, on the run's whole test split
+    assert float((served.argmax(1) == test.y).mean()) == manifest["test_accuracy"]
+    assert abs(manifest["test_accuracy"] - report["accuracy"]) <= 2 / len(test)  # stock vs fused rounding

@@ -8,7 +8,8 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from mnist_rnn.config import Cell, Config, dump_config, load_config, parse_override
+from mnist_rnn.config import Cell, Config
+from mnist_rnn.config_files import dump_config, load_config, parse_override
 from mnist_rnn.errors import ConfigError
 from tests.conftest import CONFIGS
 

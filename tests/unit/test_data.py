@@ -8,9 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mnist_rnn.config import DataConfig, Layout, Source
+from mnist_rnn.config import DataConfig
 from mnist_rnn.data import (
     DATA_DIR_ENV,
+    Layout,
+    Source,
     load_dataset,
     make_sequences,
     read_idx,
@@ -26,9 +28,9 @@ TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 
 @pytest.fixture(scope="module")
 def embedded() -> dict[str, np.ndarray]:
-    from mnist_rnn.data import _load_embedded
+    from mnist_rnn.data import load_embedded
 
-    return _load_embedded()
+    return load_embedded()
 
 
 def test_embedded_copy_is_the_real_mnist(embedded: dict[str, np.ndarray]) -> None:
@@ -145,7 +147,6 @@ def test_mismatched_image_and_label_counts_are_rejected(tmp_path: Path, embedded
 
 
 def test_tfds_without_data_or_download_says_what_to_do(tmp_path: Path) -> None:
-    pytest.importorskip("tensorflow_datasets")
     with pytest.raises(DataError) as info:
         load_dataset(DataConfig(source=Source.tfds, dir=tmp_path / "tfds"), seed=0)
     message = str(info.value)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from mnist_rnn.config import Config, DataConfig, Jit, LstmKernel, ModelConfig, TrainConfig
-from mnist_rnn.train import plan_execution
+from mnist_rnn.execution import plan_execution
 
 
 def _outputs_and_gradients(layer, x):

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from mnist_rnn.config import ModelConfig
-from mnist_rnn.model import build_model, cudnn_blockers
+from mnist_rnn.execution import cudnn_blockers
+from mnist_rnn.model import build_model
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,5 @@
-"""Pure pieces of training and evaluation: scores, the learning-rate schedules, the epoch order."""
+"""Pure pieces of training and evaluation: scores, schedules, the epoch order and shape, stop requests,
+and the training state's checkpoint form."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 
 from mnist_rnn.config import TrainConfig
 from mnist_rnn.evaluate import scores_from_probabilities
-from mnist_rnn.train import epoch_order, learning_rate
+from mnist_rnn.loop import epoch_order, learning_rate
 
 
 def test_scores_from_probabilities() -> None:
@@ -50,12 +51,68 @@ def test_first_signal_requests_a_stop_and_a_second_aborts_at_once() -> None:
     import os
     import signal
 
-    from mnist_rnn.train import _graceful_signals, _StopRequest
+    from mnist_rnn.loop import StopRequest, graceful_signals
 
-    stop = _StopRequest()
+    stop = StopRequest()
     before = signal.getsignal(signal.SIGTERM)
-    with pytest.raises(KeyboardInterrupt), _graceful_signals(stop):
+    with pytest.raises(KeyboardInterrupt), graceful_signals(stop):
         os.kill(os.getpid(), signal.SIGTERM)
         assert stop.signum == signal.SIGTERM  # first: only a request
         os.kill(os.getpid(), signal.SIGINT)  # second: abort
     assert signal.getsignal(signal.SIGTERM) == before  # handlers restored
+
+
+def test_an_injected_stop_fires_at_its_step_and_a_signal_at_once() -> None:
+    import signal
+
+    from mnist_rnn.loop import StopRequest
+
+    injected = StopRequest(after_step=21, injected_signum=signal.SIGTERM)
+    assert not injected.requested(20) and injected.signum is None
+    assert injected.requested(24) and injected.signum == signal.SIGTERM
+    signalled = StopRequest(signum=signal.SIGINT, after_step=99)
+    assert signalled.requested(1) and signalled.signum == signal.SIGINT  # a real signal is not replaced
+    assert not StopRequest().requested(10**9)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "n", "expected"),
+    [
+        ({}, 1000, (1000, 1, 8, None)),  # a partial last batch is a step
+        ({"stateful": True}, 1000, (896, 1, 7, None)),  # stateful drops the remainder
+        ({"stateful": True, "reset_states": 3}, 1000, (896, 1, 7, 3)),
+    ],
+)
+def test_epoch_shape(overrides: dict, n: int, expected: tuple) -> None:
+    from mnist_rnn.loop import EpochShape
+
+    shape = EpochShape.of(TrainConfig(batch_size=128, **overrides), n, 28, None)
+    assert (shape.images_used, shape.chunks, shape.steps, shape.reset_every) == expected
+    chunked = EpochShape.of(TrainConfig(batch_size=128, stateful=True), n, 784, 28)
+    assert (chunked.chunks, chunked.steps, chunked.reset_every) == (28, 7 * 28, 28)
+
+
+def test_training_state_keeps_the_checkpoint_keys_of_earlier_releases() -> None:
+    from mnist_rnn.state import TrainingState
+
+    state = TrainingState(seed=3, epoch=2, best=0.9, best_epoch=1, epochs_without_improvement=1)
+    saved = state.to_json()
+    assert saved["stale"] == 1 and "epochs_without_improvement" not in saved
+    assert TrainingState.from_json(saved, seed=0) == state  # the checkpoint's seed wins
+    old = {"epoch": 4, "stale": 2, "seed": 5, "a_key_from_the_future": 1}
+    assert TrainingState.from_json(old, seed=0) == TrainingState(
+        seed=5, epoch=4, epochs_without_improvement=2
+    )
+
+
+def test_end_epoch_tracks_the_best_and_the_patience_counter() -> None:
+    from mnist_rnn.state import TrainingState
+
+    state = TrainingState(seed=0, step=5, metric_state=[1.0])
+    assert state.end_epoch({"epoch": 1}, 0.5, 2.0)
+    assert not state.end_epoch({"epoch": 2}, 0.5, 3.0)  # equal is not better
+    assert state.end_epoch({"epoch": 3}, 0.7, 1.0)
+    assert not state.end_epoch({"epoch": 4}, 0.6, 1.0)
+    assert (state.best, state.best_epoch, state.epochs_without_improvement) == (0.7, 3, 1)
+    assert (state.epoch, state.step, state.metric_state, state.fit_seconds) == (4, 0, None, 7.0)
+    assert [row["epoch"] for row in state.history] == [1, 2, 3, 4]

@@ -1,0 +1,184 @@
+"""How a run executes, decided in one place: the device, determinism, the fused LSTM kernel and XLA.
+
+Every rule that picks a path lives here, with the measurements behind it (docs/performance.md), so
+`train`, `scripts/bench.py` and the config's own check (`fused_kernel_violation`) agree on what runs.
+TensorFlow is imported inside the functions that need it: the config loader imports this module.
+"""
+
+from __future__ import annotations
+
+import platform
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from mnist_rnn import __version__
+from mnist_rnn.config import Cell, Config, Device, Jit, Key, LstmKernel, ModelConfig
+from mnist_rnn.data import LAYOUT_SHAPES, training_images
+from mnist_rnn.errors import DeviceError
+from mnist_rnn.model import uses_fused_lstm
+
+if TYPE_CHECKING:
+    import keras
+    from rich.console import Console
+
+FUSED_MAX_STEPS = 128  # the fused LSTM unrolls its loop in the graph; beyond this it grows too large
+# `auto` picks the fused LSTM for runs of at least this many training images x epochs. Measured on 2 cores
+# (docs/performance.md): its XLA compile costs 4-11 s more than Keras's graph per batch shape (an epoch's
+# partial last batch is a second shape), and it saves 40-100 us per image, so it pays from about 300,000
+# (the default config: 55,000 x 12 = 660,000; the smoke config: 12,000).
+FUSED_MIN_SAMPLES = 300_000
+XLA_MIN_STEPS = 100  # measured: XLA wins on 784-step pixels (1.8x), loses on 2-layer 28-step rows (0.85x)
+
+
+# ------------------------------------------------------------------------------------------ device
+
+
+def select_device(device: Device) -> str:
+    """Return the TensorFlow device string for `train.device`; must run before any TensorFlow op."""
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if device is Device.gpu and not gpus:
+        raise DeviceError(
+            "train.device is gpu but TensorFlow sees no GPU on this machine; "
+            "set train.device: auto (or cpu), or install a CUDA-enabled TensorFlow "
+            "(pip install 'tensorflow[and-cuda]')"
+        )
+    if device is Device.cpu and gpus:
+        tf.config.set_visible_devices([], "GPU")  # hide them so no op lands there
+        return "/CPU:0"
+    return "/GPU:0" if gpus and device is not Device.cpu else "/CPU:0"
+
+
+def describe_device(device: str) -> str:
+    import tensorflow as tf
+
+    if device.startswith("/GPU"):
+        gpu = tf.config.list_physical_devices("GPU")[0]
+        details = tf.config.experimental.get_device_details(gpu)
+        return f"{device} ({details.get('device_name', gpu.name)})"
+    return f"{device} ({platform.processor() or platform.machine()}, TensorFlow CPU)"
+
+
+def environment_facts(device: str) -> dict[str, str]:
+    """What command.txt records beside the command: versions and the device."""
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    return {
+        "mnist-rnn": __version__,
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "numpy": np.__version__,
+        "platform": platform.platform(),
+        "device": describe_device(device),
+    }
+
+
+def seed_everything(
+    seed: int, deterministic: bool, jit_compile: bool = False, device: str = "/CPU:0"
+) -> None:
+    """Seed Python, NumPy and TensorFlow once, at the start of a command.
+
+    TensorFlow's op-determinism switch also makes Keras turn XLA off, so it is used only where XLA is not:
+    XLA-compiled steps on a CPU are deterministic as they are (no atomics; the input order is fixed), which
+    the determinism and resume tests check on this very path.
+    """
+    import keras
+    import tensorflow as tf
+    from tensorflow.python.framework import config as tf_config  # the public API has no "disable"
+
+    keras.utils.set_random_seed(seed)
+    # The switch is process-wide and sticky: set it both ways, so an earlier run in the same process
+    # (tests, notebooks) cannot silently turn XLA off for this one.
+    if deterministic and not (jit_compile and device.startswith("/CPU")):
+        tf.config.experimental.enable_op_determinism()
+    else:
+        tf_config.disable_op_determinism()
+
+
+# ------------------------------------------------------------------------------- kernels and XLA
+
+
+@dataclass(frozen=True)
+class Execution:
+    """How training runs the model: chosen once per run from the config and the device."""
+
+    fused: bool  # FusedLSTM instead of keras.layers.LSTM
+    xla: bool  # XLA-compile the train/predict steps
+
+    def describe(self) -> str:
+        layers = "fused LSTM kernel" if self.fused else "Keras recurrent layers"
+        return f"{layers}, XLA {'on' if self.xla else 'off'}"
+
+
+def plan_execution(cfg: Config, device: str) -> Execution:
+    """The fast path, by measurement (docs/performance.md). On a CPU: the fused LSTM under XLA for
+    stateless LSTMs on short sequences, in runs long enough to repay XLA's compile; XLA alone for long
+    sequences; plain Keras graphs otherwise. On a GPU: Keras's LSTM (cuDNN). Stateful runs keep to plain
+    graphs: resets and checkpoints act between single batches. `lstm_kernel`/`jit_compile` on/off win."""
+    kernel, jit = cfg.model.lstm_kernel, cfg.train.jit_compile
+    long_run = training_images(cfg.data) * cfg.train.epochs >= FUSED_MIN_SAMPLES
+    fused = kernel is LstmKernel.fused or (
+        kernel is LstmKernel.auto
+        and not fused_lstm_blockers(cfg)
+        and jit is not Jit.off
+        and device.startswith("/CPU")
+        and long_run
+    )
+    steps = LAYOUT_SHAPES[cfg.data.layout][0]
+    if cfg.train.stateful:
+        xla = False
+    else:
+        xla = jit is Jit.on or (jit is Jit.auto and (fused or steps >= XLA_MIN_STEPS))
+    return Execution(fused=fused, xla=xla)
+
+
+def running_execution(model: keras.Model) -> Execution:
+    """The path a built or restored model runs: a resumed run goes on with what its checkpoint holds."""
+    return Execution(fused=uses_fused_lstm(model), xla=bool(getattr(model, "jit_compile", False)))
+
+
+def fused_lstm_blockers(cfg: Config) -> list[str]:
+    """Why the fused LSTM (stateless, unidirectional, short sequences) cannot run `cfg`; empty if it can."""
+    reasons = []
+    if cfg.model.cell is not Cell.lstm:
+        reasons.append(f"model.cell is {cfg.model.cell}")
+    if cfg.model.bidirectional:
+        reasons.append("model.bidirectional is true")
+    if cfg.model.recurrent_dropout > 0:
+        reasons.append("model.recurrent_dropout is not 0")
+    if cfg.train.stateful:
+        reasons.append("train.stateful is true")
+    steps = LAYOUT_SHAPES[cfg.data.layout][0]
+    if steps > FUSED_MAX_STEPS:
+        reasons.append(f"layout {cfg.data.layout} has {steps} steps, more than {FUSED_MAX_STEPS}")
+    return reasons
+
+
+def fused_kernel_violation(cfg: Config) -> tuple[Key, str] | None:
+    """The config rule of this module: `model.lstm_kernel: fused` on a model the kernel cannot run."""
+    if cfg.model.lstm_kernel is LstmKernel.fused and (blockers := fused_lstm_blockers(cfg)):
+        why = "; ".join(blockers)
+        return ("model", "lstm_kernel"), f"fused cannot run this model ({why}); use auto or keras"
+    return None
+
+
+def cudnn_blockers(cfg: ModelConfig) -> list[str]:
+    """The config choices that stop Keras from using the cuDNN kernel on a GPU."""
+    reasons = []
+    if cfg.cell is Cell.simple_rnn:
+        reasons.append("model.cell: simple_rnn has no cuDNN kernel")
+    if cfg.recurrent_dropout > 0:
+        reasons.append(f"model.recurrent_dropout={cfg.recurrent_dropout} (cuDNN needs 0)")
+    return reasons
+
+
+def announce_device(console: Console, device: str, model_cfg: ModelConfig) -> None:
+    """Print the device and, on a GPU, each config choice that rules cuDNN out."""
+    console.print(f"device: {describe_device(device)}", highlight=False)
+    if device.startswith("/GPU"):
+        for reason in cudnn_blockers(model_cfg):
+            console.print(f"note: {reason}: Keras will not use the cuDNN kernel", highlight=False)
