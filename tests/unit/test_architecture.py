@@ -1,0 +1,109 @@
+"""The shape docs/architecture.md promises: the modules it names exist, none is too long, imports go one
+way, and no test reaches into a private name of the package."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+PACKAGE = REPO / "mnist_rnn"
+MAX_MODULE_LINES, MAX_FUNCTION_LINES = 350, 60
+# docs/architecture.md's table of levels: a module imports only from its level or below.
+LEVELS = {
+    "cli": 5,
+    "train": 4, "session": 4,
+    "predict": 3, "export": 3, "streaming": 3, "evaluate": 3, "state": 3, "tensorboard_log": 3,
+    "runs": 2, "loop": 2, "tables": 2,
+    "config_files": 1, "execution": 1, "model": 1, "fused_lstm": 1,
+    "config": 0, "data": 0, "errors": 0, "tf_import": 0,
+}  # fmt: skip
+
+
+def _modules() -> list[Path]:
+    return sorted(p for p in PACKAGE.rglob("*.py") if "embedded" not in p.parts)
+
+
+def _top(path: Path) -> str:
+    """mnist_rnn/cli/app.py -> "cli", mnist_rnn/train.py -> "train"."""
+    return path.relative_to(PACKAGE).parts[0].removesuffix(".py")
+
+
+def test_every_module_the_architecture_page_names_exists() -> None:
+    page = (REPO / "docs" / "architecture.md").read_text()
+    named = set(re.findall(r"^\| `([a-z_/]+)\.py` \|", page, flags=re.MULTILINE))
+    assert len(named) >= 20  # the table was found
+    missing = [name for name in named if not (PACKAGE / f"{name}.py").is_file()]
+    assert not missing
+    unnamed = [
+        str(p.relative_to(PACKAGE)) for p in _modules()
+        if p.name not in ("__init__.py", "__main__.py") and str(p.relative_to(PACKAGE))[:-3] not in named
+    ]  # fmt: skip
+    assert not unnamed, "add these modules to docs/architecture.md"
+
+
+def test_no_module_over_350_lines_and_no_function_over_60() -> None:
+    long_modules, long_functions = [], []
+    for path in _modules():
+        text = path.read_text()
+        if len(text.splitlines()) > MAX_MODULE_LINES:
+            long_modules.append(f"{path.name}: {len(text.splitlines())}")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                lines = (node.end_lineno or node.lineno) - node.lineno + 1
+                if lines > MAX_FUNCTION_LINES:
+                    long_functions.append(f"{path.name}:{node.name}: {lines}")
+    assert not long_modules and not long_functions, (long_modules, long_functions)
+
+
+def _module_level_imports(tree: ast.Module) -> set[str]:
+    """The mnist_rnn modules a file imports outside functions and `if TYPE_CHECKING:` blocks."""
+    found: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("mnist_rnn"):
+            parts = node.module.split(".")
+            found.update([parts[1]] if len(parts) > 1 else [a.name for a in node.names])
+        elif isinstance(node, ast.Import):
+            found.update(a.name.split(".")[1] for a in node.names if a.name.startswith("mnist_rnn."))
+    return found - {"__init__"}
+
+
+def test_imports_go_down_the_levels() -> None:
+    assert set(LEVELS) == {_top(p) for p in _modules()} - {"__init__", "__main__"}
+    upward = []
+    for path in _modules():
+        if path.name == "__main__.py" or _top(path) == "__init__":
+            continue
+        level = LEVELS[_top(path)]
+        for target in _module_level_imports(ast.parse(path.read_text())) - {"__version__"}:
+            if LEVELS[target] > level:
+                upward.append(f"{path.relative_to(PACKAGE)} imports {target}")
+    assert not upward
+
+
+@pytest.mark.parametrize("folder", ["tests", "scripts"])
+def test_tests_and_scripts_use_only_public_names(folder: str) -> None:
+    private = []
+    for path in sorted((REPO / folder).rglob("*.py")):
+        tree = ast.parse(path.read_text())
+        modules = set()  # local names bound to mnist_rnn modules
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("mnist_rnn"):
+                private += [f"{path.name}: {a.name}" for a in node.names if a.name.startswith("_")]
+                modules.update(a.asname or a.name for a in node.names if node.module == "mnist_rnn")
+            elif isinstance(node, ast.Import):
+                modules.update(a.asname or a.name for a in node.names if a.name.startswith("mnist_rnn"))
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and node.value.id in modules
+                and node.attr.startswith("_")
+                and not node.attr.startswith("__")
+            ):
+                private.append(f"{path.name}: {node.value.id}.{node.attr}")
+    assert not private
