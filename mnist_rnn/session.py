@@ -92,7 +92,9 @@ def open_session(
             model, state = load_training_state(
                 run_dir, "last", cfg.seed, cfg.train.stateful, warn=console.print
             )
-            console.print(f"resuming at epoch {state.epoch + 1}, batch {state.step} from {run_dir}")
+            console.print(
+                f"resuming at epoch {state.epoch + 1}, batch {state.step} from {run_dir}", highlight=False
+            )
         else:
             model, state = _new_model(cfg, execution), TrainingState(seed=cfg.seed)
     running = running_execution(model)  # a resumed run goes on with what its checkpoint holds
