@@ -1,9 +1,12 @@
 """Classify image files (PNG, JPEG, ...) or IDX files with a run's checkpoint or an exported artefact.
 
-Images of any size are converted to 28x28 greyscale (Pillow, Lanczos) and then go through exactly the
-preprocessing training used (`data.make_sequences`: pixel / 255, the run's layout). MNIST digits are
-white on black: `invert` turns dark-on-light scans around. A file that cannot be read is reported on its
-own line and the others are still classified.
+A picture of any size is prepared as MNIST's digits were (`images.prepare_digit`: polarity told from its
+border, faint noise dropped, the digit cropped, its longer side scaled to 20 px, centred by mass in 28x28),
+then goes through exactly the preprocessing training used (`data.make_sequences`: pixel / 255, the run's
+layout). `invert` overrides the polarity (True: dark ink on light paper; False: light on dark);
+`normalize=False` keeps the old plain resize for pictures that are already MNIST-like. IDX files are MNIST
+already and are used as they are. A file that cannot be read is reported on its own line and the others
+are still classified.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from mnist_rnn.errors import DataError, RunError
 from mnist_rnn.evaluate import inference_model
 from mnist_rnn.evaluate import predict as keras_predict
 from mnist_rnn.export import MANIFEST, Predictor, load_artefact
+from mnist_rnn.images import prepare_digit
 
 _IDX_IMAGES_MAGIC = (2051).to_bytes(4, "big")
 
@@ -46,25 +50,9 @@ def _is_idx(path: Path) -> bool:
     return head == _IDX_IMAGES_MAGIC
 
 
-def read_image(path: Path, invert: bool) -> np.ndarray:
-    """One image file -> (28, 28) uint8, white digit on black."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as image:
-            grey = image.convert("L").resize(IMAGE_SHAPE[::-1], Image.Resampling.LANCZOS)
-            pixels = np.asarray(grey, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        reason = (
-            "not an image (PNG, JPEG, ...) or IDX file"
-            if isinstance(exc, UnidentifiedImageError)
-            else str(exc)
-        )
-        raise DataError(f"{path}: {reason}") from None
-    return 255 - pixels if invert else pixels
-
-
-def read_inputs(paths: list[Path], invert: bool) -> tuple[list[tuple[str, np.ndarray]], list[str]]:
+def read_inputs(
+    paths: list[Path], invert: bool | None = None, normalize: bool = True
+) -> tuple[list[tuple[str, np.ndarray]], list[str]]:
     """(name, image) pairs for every readable file (an IDX file gives `file[i]` for each image), and one
     error line per unreadable file."""
     images: list[tuple[str, np.ndarray]] = []
@@ -79,7 +67,7 @@ def read_inputs(paths: list[Path], invert: bool) -> tuple[list[tuple[str, np.nda
                     raise DataError(f"{path}: IDX images are {stack.shape[1:]}, expected 28x28")
                 images += [(f"{path}[{i}]", 255 - img if invert else img) for i, img in enumerate(stack)]
             else:
-                images.append((str(path), read_image(path, invert)))
+                images.append((str(path), prepare_digit(path, invert, normalize)))
         except DataError as exc:
             errors.append(str(exc))
     return images, errors
@@ -102,11 +90,11 @@ def load_predictor(source: Path) -> tuple[Predictor, Layout, str]:
 
 
 def predict_files(
-    source: Path, paths: list[Path], invert: bool = False
+    source: Path, paths: list[Path], invert: bool | None = None, normalize: bool = True
 ) -> tuple[list[Prediction], list[str], str]:
     if not source.exists():
         raise RunError(f"{source}: no such run directory or export folder")
-    images, errors = read_inputs(paths, invert)
+    images, errors = read_inputs(paths, invert, normalize)
     if not images:  # nothing to classify: report the files without loading a model
         return [], errors, str(source)
     predictor, layout, described = load_predictor(source)

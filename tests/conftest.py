@@ -129,3 +129,19 @@ def synthetic_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("synthetic-run")
     config = {**TINY, "model": {"cell": "lstm", "units": [16, 16]}}
     return train_run(config, root / "run", "train.epochs=5", "data.limit_test=1000").run_dir
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """configs/smoke.yaml trained on the real MNIST through the CLI, once per session (about 10 s)."""
+    from typer.testing import CliRunner
+
+    from mnist_rnn.cli import app
+
+    run = tmp_path_factory.mktemp("smoke") / "run"
+    result = CliRunner().invoke(
+        app, ["train", "--config", str(CONFIGS / "smoke.yaml"), "--run-dir", str(run)]
+    )
+    assert result.exit_code == 0, result.output + result.stderr
+    assert result.stdout.strip().splitlines()[-1] == str(run)
+    return run

@@ -129,18 +129,19 @@ def export_command(
 # ---------------------------------------------------------------------------------------- predict
 
 
-def _predict(source: Path, images: list[Path], invert: bool) -> Any:
+def _predict(source: Path, images: list[Path], invert: bool | None, normalize: bool) -> Any:
     import_tensorflow(state["debug"])
     from mnist_rnn.predict import predict_files
 
-    return predict_files(source, images, invert)
+    return predict_files(source, images, invert, normalize)
 
 
 @app.command(
     "predict",
     epilog=(
         "Examples:\n\n"
-        "  mnist-rnn predict runs/try1 digit.png scan.jpg --invert\n\n"
+        "  mnist-rnn predict runs/try1 digit.png scan.jpg\n\n"
+        "  mnist-rnn predict runs/try1 faint-scan.png --invert\n\n"
         "  mnist-rnn predict runs/try1/export/tflite t10k-images-idx3-ubyte.gz --json"
     ),
 )
@@ -148,20 +149,36 @@ def predict_command(
     source: Annotated[Path, typer.Argument(help="A run directory (best checkpoint) or an export folder.")],
     images: Annotated[list[Path], typer.Argument(help="PNG/JPEG/... images (any size) or IDX image files.")],
     invert: Annotated[
-        bool, typer.Option("--invert", help="Dark digits on a light background (scans).")
-    ] = False,
+        bool | None,
+        typer.Option(
+            "--invert/--no-invert",
+            help="Override the polarity told from the picture's border: --invert for dark ink on light "
+            "paper, --no-invert for light ink on dark.",
+            show_default=False,
+        ),
+    ] = None,
+    normalize: Annotated[
+        bool,
+        typer.Option(
+            "--normalize/--no-normalize",
+            help="Prepare pictures as MNIST's digits were (crop, 20 px box, centre of mass); "
+            "--no-normalize resizes the whole picture to 28x28, for inputs that are already MNIST-like.",
+        ),
+    ] = True,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """Classify image files with the same preprocessing as training.
 
-    An unreadable file gets a one-line error on stderr; the others are still classified, and the exit code
-    is then 2.
+    A picture is prepared as MNIST's digits were: which way round it is (from its border), faint noise
+    dropped, the digit cropped and scaled to a 20 px box keeping its shape, and centred by mass in 28x28.
+    IDX files are MNIST already and are read as they are. An unreadable file gets a one-line error on
+    stderr; the others are still classified, and the exit code is then 2.
     """
     import json as json_module
 
     from mnist_rnn.predict import as_json
 
-    predictions, errors, described = run(_predict, source, images, invert)
+    predictions, errors, described = run(_predict, source, images, invert, normalize)
     for error in errors:
         err_console.print(f"error: {error}", markup=False, highlight=False, style="red")
     if json_out:

@@ -1,0 +1,125 @@
+"""A person's picture of a digit -> a 28x28 MNIST-style image: white digit on black, its longer side
+20 px, its centre of mass at the centre of the frame.
+
+That is how MNIST's digits were made (LeCun et al.: each digit size-normalised to a 20x20 box keeping its
+aspect ratio, anti-aliased, then placed in a 28x28 field so that its centre of mass sits at the centre). A
+model trained on MNIST recognises digits prepared that way; a plain resize of a photo or a drawing keeps its
+margins and stretches it. Every command that takes a person's picture (`predict`, `serve`) goes through
+`prepare_digit`. Resampling is Pillow's (Lanczos); the rest is array arithmetic.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mnist_rnn.data import IMAGE_SHAPE
+from mnist_rnn.errors import DataError
+
+DIGIT_BOX = 20  # MNIST: the longer side of the digit's bounding box, in pixels
+NOISE_FRACTION = 0.2  # ink fainter than this share of the strongest ink is background noise
+MIN_CONTRAST = 32.0  # below this (0..255) between ink and background, there is no digit to read
+
+
+def read_grey(source: Path | bytes, name: str | None = None) -> np.ndarray:
+    """A PNG/JPEG/... file or its bytes -> (H, W) float32 greyscale in [0, 255]."""
+    from PIL import Image, UnidentifiedImageError
+
+    shown = name or str(source)
+    try:
+        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as opened:
+            opened.load()
+            image = opened.convert("RGBA") if _has_alpha(opened) else opened.convert("L")
+    except UnidentifiedImageError:
+        raise DataError(f"{shown}: not an image (PNG, JPEG, ...) or IDX file") from None
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{shown}: cannot read the image ({exc})") from None
+    if image.mode == "RGBA":  # transparent background: what a viewer shows is the ink over white
+        image = Image.alpha_composite(Image.new("RGBA", image.size, "white"), image)
+    return np.asarray(image.convert("L"), dtype=np.float32)
+
+
+def _has_alpha(image: Any) -> bool:
+    return image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
+
+
+def border(grey: np.ndarray) -> np.ndarray:
+    """The pixels of the picture's outer frame (about 5% of each side, at least one pixel)."""
+    h, w = grey.shape
+    dy, dx = max(1, h // 20), max(1, w // 20)
+    return np.concatenate(
+        [grey[:dy].ravel(), grey[-dy:].ravel(), grey[:, :dx].ravel(), grey[:, -dx:].ravel()]
+    )
+
+
+def has_light_background(grey: np.ndarray) -> bool:
+    """Dark ink on a light background (paper, a scan) rather than MNIST's light ink on black."""
+    return bool(np.median(border(grey)) > 127.5)
+
+
+def normalize_digit(grey: np.ndarray, invert: bool | None = None, name: str = "image") -> np.ndarray:
+    """(H, W) greyscale -> (28, 28) uint8, MNIST-style. `invert` None: tell the polarity from the border."""
+    ink = 255.0 - grey if (has_light_background(grey) if invert is None else invert) else grey.copy()
+    ink = np.clip(ink - np.median(border(ink)), 0.0, None)  # the background's own level is not ink
+    peak = float(ink.max())
+    if peak < MIN_CONTRAST:
+        raise DataError(f"{name}: blank image, no digit found (contrast {peak:.0f} of 255); draw a digit")
+    ink[ink < NOISE_FRACTION * peak] = 0.0
+    rows, cols = np.nonzero(ink)
+    box = ink[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1] * (255.0 / peak)
+    return centre_by_mass(scale_to_box(box))
+
+
+def scale_to_box(box: np.ndarray, side: int = DIGIT_BOX) -> np.ndarray:
+    """Scale so the longer side is `side` px, keeping the aspect ratio (Pillow's Lanczos, anti-aliased)."""
+    from PIL import Image
+
+    h, w = box.shape
+    factor = side / max(h, w)
+    size = (max(1, round(w * factor)), max(1, round(h * factor)))  # Pillow takes (width, height)
+    scaled = Image.fromarray(box.astype(np.float32)).resize(size, Image.Resampling.LANCZOS)  # mode F
+    return np.clip(np.asarray(scaled, dtype=np.float32), 0.0, 255.0)
+
+
+def centre_of_mass(image: np.ndarray) -> tuple[float, float]:
+    """(row, column) of the intensity-weighted mean pixel position."""
+    total = float(image.sum())
+    rows, cols = np.indices(image.shape)
+    return float((rows * image).sum() / total), float((cols * image).sum() / total)
+
+
+def centre_by_mass(digit: np.ndarray, frame: tuple[int, int] = IMAGE_SHAPE) -> np.ndarray:
+    """Place `digit` in a black frame, shifted by whole pixels so its centre of mass lands within half a
+    pixel of (14, 14), where MNIST's own digits have theirs (the mean over the first 5,000 training digits
+    is (13.99, 14.00), sd 0.29); what would fall outside the frame is cut."""
+    com_row, com_col = centre_of_mass(digit)
+    top = round(frame[0] / 2 - com_row)
+    left = round(frame[1] / 2 - com_col)
+    out = np.zeros(frame, dtype=np.float32)
+    h, w = digit.shape
+    r0, c0 = max(0, top), max(0, left)
+    r1, c1 = min(frame[0], top + h), min(frame[1], left + w)
+    out[r0:r1, c0:c1] = digit[r0 - top : r1 - top, c0 - left : c1 - left]
+    return np.round(out).astype(np.uint8)
+
+
+def plain_resize(grey: np.ndarray, invert: bool | None = None) -> np.ndarray:
+    """The whole picture resized to 28x28 (for inputs that are already MNIST-like): no crop, no centring."""
+    from PIL import Image
+
+    flip = has_light_background(grey) if invert is None else invert
+    image = Image.fromarray(np.clip(grey, 0, 255).astype(np.uint8))  # mode L
+    pixels = np.asarray(image.resize(IMAGE_SHAPE[::-1], Image.Resampling.LANCZOS), dtype=np.uint8)
+    return 255 - pixels if flip else pixels
+
+
+def prepare_digit(
+    source: Path | bytes, invert: bool | None = None, normalize: bool = True, name: str | None = None
+) -> np.ndarray:
+    """A picture file (or its bytes) -> the (28, 28) uint8 image a model reads."""
+    grey = read_grey(source, name)
+    shown = name or str(source)
+    return normalize_digit(grey, invert, shown) if normalize else plain_resize(grey, invert)
