@@ -1,0 +1,73 @@
+"""`mnist-rnn serve`: an HTTP endpoint and a drawing page for a run or an export (the `serve` extra)."""
+
+from __future__ import annotations
+
+import errno
+import socket
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from mnist_rnn.cli.app import app, err_console, run, state
+from mnist_rnn.errors import ConfigError, RunError
+from mnist_rnn.tf_import import import_tensorflow
+
+
+def _check_port(host: str, port: int) -> None:
+    """Fail with one line before loading the model if the address cannot be bound."""
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+    except OSError as exc:
+        reason = "is in use" if exc.errno == errno.EADDRINUSE else f"cannot be bound ({exc.strerror})"
+        raise RunError(f"{host}:{port} {reason}; pass another --port (or --host)") from None
+
+
+def _serve(source: Path, host: str, port: int) -> None:
+    try:
+        import uvicorn
+
+        from mnist_rnn.serve import create_app
+    except ImportError:
+        raise ConfigError(
+            "serve needs the serve extra; install it with: pip install 'mnist-rnn[serve]'"
+        ) from None
+    if not source.exists():
+        raise RunError(f"{source}: no such run directory or export folder")
+    _check_port(host, port)
+    import_tensorflow(state["debug"])
+    server = create_app(source)
+    shown = f"[{host}]" if ":" in host else host
+    err_console.print(
+        f"serving {source} on http://{shown}:{port}/ (POST /predict, GET /healthz); Ctrl-C stops it",
+        highlight=False,
+        markup=False,
+    )
+    uvicorn.run(server, host=host, port=port, log_level="warning")
+
+
+@app.command(
+    "serve",
+    epilog=(
+        "Examples:\n\n"
+        "  mnist-rnn serve runs/try1                       # then open http://127.0.0.1:8000/\n\n"
+        "  mnist-rnn serve runs/try1/export/onnx --port 9000\n\n"
+        "  curl -F file=@digit.png http://127.0.0.1:8000/predict"
+    ),
+)
+def serve_command(
+    source: Annotated[Path, typer.Argument(help="A run directory (best checkpoint) or an export folder.")],
+    host: Annotated[
+        str, typer.Option("--host", help="Address to bind; 0.0.0.0 makes it reachable from other machines.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="TCP port.")] = 8000,
+) -> None:
+    """Serve a model over HTTP: a drawing page (GET /), POST /predict and GET /healthz.
+
+    POST /predict takes a PNG/JPEG upload (multipart field `file`) or JSON {"image": 28x28 values 0..255}
+    and answers with the class, its confidence and the ten probabilities, through the same preprocessing
+    and model as `mnist-rnn predict`; `?steps=true` adds the probabilities after each image row.
+    """
+    run(_serve, source, host, port)

@@ -1,0 +1,193 @@
+"""`mnist-rnn serve`: classify a person's digit over HTTP, with a page to draw one.
+
+    GET  /          a page: draw a digit, see the class, the probabilities, what the network saw (28x28),
+                    and the class probabilities after each row the recurrent network has read
+    POST /predict   a PNG/JPEG upload (multipart field `file`, or the raw bytes with an image/* type), or
+                    JSON {"image": 28x28 numbers 0..255, white on black}; `?steps=true` adds the per-row
+                    probabilities; `?invert=` and `?normalize=` as `mnist-rnn predict`'s flags
+    GET  /healthz   liveness, and what is served
+
+The same preprocessing (`images.prepare_digit`) and the same predictor (`predict.load_predictor`) as
+`mnist-rnn predict`, so the two return identical probabilities for the same file. Bad input is a 4xx with
+{"error": "..."}; a body over MAX_UPLOAD_BYTES is refused with 413 before it is read into memory.
+FastAPI and uvicorn come with the `serve` extra; only the CLI's `serve` command imports this module.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from mnist_rnn import runs
+from mnist_rnn.data import IMAGE_SHAPE, make_sequences, sequence_shape
+from mnist_rnn.errors import MnistRnnError
+from mnist_rnn.export import MANIFEST
+from mnist_rnn.images import prepare_digit
+from mnist_rnn.predict import load_predictor
+from mnist_rnn.streaming import Streamer
+
+MAX_UPLOAD_BYTES = 2 * 1024 * 1024  # a phone photo of a digit fits; a 50 MB upload is refused unread
+IMAGE_TYPES = ("image/png", "image/jpeg", "image/gif", "image/bmp", "image/webp", "application/octet-stream")
+
+
+class Classifier:
+    """A run's best checkpoint (or an export's artefact) and, for a run, its streaming twin."""
+
+    def __init__(self, source: Path) -> None:
+        self.predictor, self.layout, self.described = load_predictor(source)
+        self.streamer: Streamer | None = None
+        self.streaming_note = "per-row probabilities need a run directory (an export holds no state)"
+        if not (source / MANIFEST).is_file():
+            run_dir, checkpoint = runs.resolve_run_dir(source)
+            steps = sequence_shape(self.layout)[0]  # a row is one step (rows) or 28 steps (pixels)
+            try:
+                self.streamer = Streamer.from_run(run_dir, checkpoint, chunk_steps=steps // IMAGE_SHAPE[0])
+                self.streaming_note = "probabilities after each image row"
+            except MnistRnnError as exc:  # a mean head or a bidirectional model cannot stream
+                self.streaming_note = str(exc)
+        self._lock = threading.Lock()  # the streaming twin carries state from call to call
+
+    def classify(self, image: np.ndarray, steps: bool) -> dict[str, Any]:
+        """image (28, 28) uint8 -> class, confidence, probabilities (and per-row probabilities)."""
+        x = make_sequences(image[None], self.layout)  # (1, steps, features), exactly as predict feeds it
+        with self._lock:
+            probs = self.predictor(x)[0]
+            per_row = self.streamer.stream(x[0]) if steps and self.streamer is not None else None
+        result: dict[str, Any] = {
+            "class": int(probs.argmax()),
+            "confidence": float(probs.max()),
+            "probabilities": [float(p) for p in probs],
+            "image": image.tolist(),  # what the network saw
+        }
+        if steps:
+            result["steps"] = None if per_row is None else [[float(p) for p in row] for row in per_row]
+        return result
+
+
+def create_app(source: Path, max_upload_bytes: int = MAX_UPLOAD_BYTES) -> FastAPI:
+    """The server for a run directory or an export folder (the model is loaded here, once)."""
+    classifier = Classifier(source)
+    app = FastAPI(title="mnist-rnn", docs_url=None, redoc_url=None)
+    app.add_middleware(BodyLimit, max_bytes=max_upload_bytes)
+    _error_handlers(app)
+    page = resources.files("mnist_rnn.static").joinpath("index.html").read_text(encoding="utf-8")
+
+    @app.get("/", response_class=HTMLResponse)
+    def index() -> str:
+        return page
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, Any]:
+        return {
+            "status": "ok",
+            "model": classifier.described,
+            "layout": str(classifier.layout),
+            "streaming": classifier.streamer is not None,
+            "streaming_note": classifier.streaming_note,
+        }
+
+    @app.post("/predict")
+    async def predict(
+        request: Request, steps: bool = False, invert: bool | None = None, normalize: bool = True
+    ) -> dict[str, Any]:
+        image = await read_digit(request, invert, normalize, max_upload_bytes)
+        return await run_in_threadpool(classifier.classify, image, steps)
+
+    return app
+
+
+async def read_digit(
+    request: Request, invert: bool | None, normalize: bool, max_bytes: int = MAX_UPLOAD_BYTES
+) -> np.ndarray:
+    """The request's picture as the (28, 28) uint8 image the model reads."""
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind == "application/json":
+        return _json_digit(await request.body())
+    if kind == "multipart/form-data":
+        form = await request.form(max_part_size=max_bytes)  # BodyLimit bounds the whole body too
+        upload = form.get("file")
+        if upload is None or isinstance(upload, str):
+            raise HTTPException(422, "send the picture as the multipart form field 'file'")
+        data, name = await upload.read(), upload.filename or "upload"
+    elif kind in IMAGE_TYPES:
+        data, name = await request.body(), "body"
+    else:
+        raise HTTPException(
+            415, f"unsupported content type {kind or '(none)'}; send image/png, image/jpeg, "
+            "multipart/form-data with a 'file' field, or application/json",
+        )  # fmt: skip
+    return await run_in_threadpool(prepare_digit, data, invert, normalize, name)
+
+
+def _json_digit(body: bytes) -> np.ndarray:
+    """{"image": 28x28} (or the bare array): MNIST-like already, so used as it is, like IDX input."""
+    try:
+        data = json.loads(body)
+        pixels = np.asarray(data["image"] if isinstance(data, dict) else data, dtype=np.float64)
+    except (ValueError, KeyError, TypeError):
+        raise HTTPException(400, 'the JSON must be {"image": [[28 numbers] x 28]}, values 0..255') from None
+    if pixels.shape != IMAGE_SHAPE or not np.isfinite(pixels).all():
+        raise HTTPException(422, f"the image must be 28x28 finite numbers, got shape {list(pixels.shape)}")
+    if pixels.min() < 0 or pixels.max() > 255:
+        raise HTTPException(422, "pixel values must lie in 0..255 (white digit on black, as MNIST)")
+    return np.round(pixels).astype(np.uint8)
+
+
+def _error_handlers(app: FastAPI) -> None:
+    """Every error is JSON {"error": "..."}: bad input a 4xx naming the problem, never a traceback."""
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        return JSONResponse({"error": exc.detail}, status_code=exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        return JSONResponse({"error": f"{where}: {first['msg']}"}, status_code=422)
+
+    @app.exception_handler(MnistRnnError)
+    async def domain(request: Request, exc: MnistRnnError) -> JSONResponse:
+        return JSONResponse({"error": str(exc)}, status_code=422 if exc.exit_code == 2 else 500)
+
+
+class BodyLimit:
+    """Refuse a request body over `max_bytes` with 413: at once from its Content-Length, else as soon as
+    the streamed body passes the limit, so an oversized upload is never held in memory."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await JSONResponse(self._message(), status_code=413)(scope, receive, send)
+            return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.max_bytes:
+                raise HTTPException(413, self._message()["error"])
+            return message
+
+        await self.app(scope, limited, send)
+
+    def _message(self) -> dict[str, str]:
+        return {"error": f"request body over {self.max_bytes // 1024} KiB; send a smaller picture"}

@@ -1,0 +1,140 @@
+"""The HTTP app in-process (FastAPI's TestClient): the same numbers as `predict`, per-row probabilities,
+and every kind of bad input a 4xx with a JSON error."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytest.importorskip("fastapi", reason="the serve extra is not installed: pip install 'mnist-rnn[serve]'")
+from fastapi.testclient import TestClient  # noqa: E402
+
+from mnist_rnn.serve import create_app  # noqa: E402
+
+DIGITS = Path(__file__).resolve().parents[1] / "data" / "digits"
+
+
+@pytest.fixture(scope="module")
+def client(smoke_run: Path) -> TestClient:
+    return TestClient(create_app(smoke_run, max_upload_bytes=64 * 1024))
+
+
+def _png(tmp_path: Path) -> Path:
+    path = tmp_path / "three.png"
+    image = Image.new("L", (90, 120), 255)  # a dark digit on light paper, not square
+    image.paste(0, (30, 20, 60, 28))
+    image.paste(0, (52, 20, 60, 100))
+    image.paste(0, (30, 56, 60, 64))
+    image.paste(0, (30, 92, 60, 100))
+    image.save(path)
+    return path
+
+
+def test_healthz_says_what_is_served(client: TestClient) -> None:
+    health = client.get("/healthz").json()
+    assert health["status"] == "ok" and health["streaming"] is True and health["layout"] == "rows"
+    assert "checkpoint best" in health["model"]
+
+
+def test_an_upload_gets_the_same_probabilities_as_predict(
+    client: TestClient, smoke_run: Path, tmp_path: Path
+) -> None:
+    from mnist_rnn.predict import predict_files
+
+    path = _png(tmp_path)
+    (expected,), errors, _ = predict_files(smoke_run, [path])
+    assert not errors
+    with open(path, "rb") as f:
+        uploaded = client.post("/predict", files={"file": ("three.png", f, "image/png")})
+    assert uploaded.status_code == 200, uploaded.text
+    body = uploaded.json()
+    assert body["probabilities"] == expected.probabilities  # identical, not just close
+    assert body["class"] == expected.label and body["confidence"] == expected.confidence
+    raw = client.post("/predict", content=path.read_bytes(), headers={"content-type": "image/png"})
+    assert raw.json()["probabilities"] == expected.probabilities
+    assert np.asarray(body["image"]).shape == (28, 28)  # what the network saw
+
+
+def test_steps_give_the_probabilities_after_each_row_ending_on_the_answer(
+    client: TestClient, tmp_path: Path
+) -> None:
+    with open(_png(tmp_path), "rb") as f:
+        body = client.post("/predict?steps=true", files={"file": ("d.png", f, "image/png")}).json()
+    steps = np.asarray(body["steps"])
+    assert steps.shape == (28, 10)
+    np.testing.assert_allclose(steps.sum(axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(steps[-1], body["probabilities"], atol=1e-5)  # all rows read = the answer
+    assert not np.allclose(steps[0], steps[-1], atol=1e-3)  # the rows read change the belief
+
+
+def test_a_json_array_is_used_as_mnist_like_input(client: TestClient, smoke_run: Path) -> None:
+    from mnist_rnn.data import load_embedded, make_sequences
+    from mnist_rnn.predict import load_predictor
+
+    digit = load_embedded()["test_images"][0]
+    body = client.post("/predict", json={"image": digit.tolist()}).json()
+    predictor, layout, _ = load_predictor(smoke_run)
+    np.testing.assert_array_equal(body["probabilities"], predictor(make_sequences(digit[None], layout))[0])
+    assert np.array_equal(body["image"], digit)  # not normalised: it is MNIST already
+
+
+def _blank_png() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("L", (50, 50), 255).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+BAD = {
+    "json not json": ({"content": b"{oops", "headers": {"content-type": "application/json"}}, 400),
+    "json wrong shape": ({"json": {"image": [[0] * 28] * 27}}, 422),
+    "json out of range": ({"json": {"image": [[300] * 28] * 28}}, 422),
+    "json no image key": ({"json": {"picture": 1}}, 400),
+    "not an image": ({"files": {"file": ("notes.txt", b"hello", "image/png")}}, 422),
+    "blank picture": ({"files": {"file": ("blank.png", _blank_png(), "image/png")}}, 422),
+    "no file field": ({"files": {"other": ("x.png", b"x", "image/png")}}, 422),
+    "unsupported type": ({"content": b"7", "headers": {"content-type": "text/plain"}}, 415),
+    "declared too large": ({"content": b"x" * (65 * 1024), "headers": {"content-type": "image/png"}}, 413),
+    "bad query": ({"json": {"image": [[0] * 28] * 28}, "params": {"steps": "maybe"}}, 422),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_bad_input_is_a_4xx_with_a_json_error(client: TestClient, case: str) -> None:
+    kwargs, status = BAD[case]
+    response = client.post("/predict", **kwargs)
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert isinstance(error, str) and error and "Traceback" not in error
+
+
+def test_a_streamed_body_over_the_limit_is_cut_off(client: TestClient) -> None:
+    def chunks():  # no Content-Length: the limit must act on the bytes as they arrive
+        for _ in range(100):
+            yield b"x" * 4096
+
+    response = client.post("/predict", content=chunks(), headers={"content-type": "image/png"})
+    assert response.status_code == 413 and "over 64 KiB" in response.json()["error"]
+
+
+def test_the_page_is_served(client: TestClient) -> None:
+    page = client.get("/")
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    assert '<canvas id="pad"' in page.text and "predict?steps=true" in page.text
+
+
+def test_an_export_folder_serves_without_a_row_chart(smoke_run: Path, tmp_path: Path) -> None:
+    from mnist_rnn.export import export_run
+
+    export_run(smoke_run, "keras", out=tmp_path / "keras")
+    client = TestClient(create_app(tmp_path / "keras"))
+    health = client.get("/healthz").json()
+    assert health["streaming"] is False and "need a run directory" in health["streaming_note"]
+    with open(_png(tmp_path), "rb") as f:
+        body = client.post("/predict?steps=true", files={"file": ("d.png", f, "image/png")}).json()
+    assert body["steps"] is None and len(body["probabilities"]) == 10
+    assert json.dumps(body)  # plain JSON types throughout
