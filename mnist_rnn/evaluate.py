@@ -14,9 +14,11 @@ import numpy as np
 
 from mnist_rnn import runs
 from mnist_rnn.config import Config
-from mnist_rnn.data import NUM_CLASSES, Split, load_dataset, sequence_shape
+from mnist_rnn.data import IMAGE_SHAPE, NUM_CLASSES, Split, load_dataset, sequence_shape
 from mnist_rnn.errors import RunError
 from mnist_rnn.model import build_twin
+from mnist_rnn.plots import CONFUSION, ERRORS, EXPLAIN, plot_confusion, plot_errors, plot_explain
+from mnist_rnn.streaming import Streamer
 
 if TYPE_CHECKING:
     import keras
@@ -78,8 +80,11 @@ def score(model: keras.Model, split: Split, batch_size: int) -> Scores:
     return scores_from_probabilities(predict(model, split.x, batch_size), split.y)
 
 
-def evaluate_run(run_dir: Path, checkpoint: str = "best", split: str = "test") -> dict[str, Any]:
-    """Score a run's checkpoint on its test or validation split and write `eval.json`."""
+def evaluate_run(
+    run_dir: Path, checkpoint: str = "best", split: str = "test", explain: int = 0
+) -> dict[str, Any]:
+    """Score a run's checkpoint on its test or validation split; write eval.json, confusion_matrix.png and
+    errors.png, and with `explain` > 0 explain.png: that many digits read step by step (streaming)."""
     cfg = runs.read_run_config(run_dir)
     if split not in ("test", "val"):
         raise RunError(f"unknown split {split!r}; use test or val")
@@ -90,17 +95,36 @@ def evaluate_run(run_dir: Path, checkpoint: str = "best", split: str = "test") -
     path = runs.find_checkpoint(run_dir, checkpoint)  # fail before loading data if it is missing
     dataset = load_dataset(cfg.data, cfg.seed)
     model, state = runs.load_checkpoint(run_dir, checkpoint)
-    model = inference_model(cfg, model)
+    streamer = _explainer(cfg, model, explain)  # a model that cannot stream fails before any scoring
     target = dataset.test if split == "test" else dataset.val
     assert target is not None
-    result = asdict(score(model, target, cfg.train.eval_batch_size))
+    probs = predict(inference_model(cfg, model), target.x, cfg.train.eval_batch_size)
     report = {
         "checkpoint": checkpoint,
         "checkpoint_path": str(path),
         "checkpoint_epoch": state.get("epoch"),
         "split": split,
         "data": dataset.description,
-        **result,
+        **asdict(scores_from_probabilities(probs, target.y)),
     }
+    images = np.round(target.x.reshape(len(target), *IMAGE_SHAPE) * 255).astype(np.uint8)
+    title = f"{split} split, checkpoint {checkpoint} (epoch {state.get('epoch')})"
+    pictures = [
+        plot_confusion(report["confusion_matrix"], report["per_class_accuracy"], title, run_dir / CONFUSION),
+        plot_errors(images, probs, target.y, run_dir / ERRORS),
+    ]
+    if streamer is not None:
+        steps = np.stack([streamer.stream(x) for x in target.x[:explain]])  # (N, 28, 10)
+        unit = "image rows" if sequence_shape(cfg.data.layout)[0] == IMAGE_SHAPE[0] else "rows of pixels"
+        pictures.append(plot_explain(images[:explain], steps, target.y[:explain], unit, run_dir / EXPLAIN))
+    report["pictures"] = [str(p) for p in pictures]
     runs.write_metrics(run_dir, report, runs.EVAL)
     return report
+
+
+def _explainer(cfg: Config, model: keras.Model, explain: int) -> Streamer | None:
+    """A streaming twin that reads a row of the image per step (`explain` > 0), else None."""
+    if explain <= 0:
+        return None
+    steps, features = sequence_shape(cfg.data.layout)
+    return Streamer(cfg.model, model.get_weights(), features, chunk_steps=steps // IMAGE_SHAPE[0])

@@ -7,7 +7,9 @@
       checkpoints/best/  the same, for the best validation accuracy
       history.csv        one row per epoch
       metrics.json       final figures; eval.json from `mnist-rnn eval`
-      tensorboard/       event files
+      status.json        running | finished | interrupted | failed, with the parameter count and a message
+      curves.png         loss/accuracy per epoch (plots.py); eval adds confusion_matrix.png, errors.png
+      tensorboard/       event files (per-epoch scalars, and the run's hparams at its end)
 
 Files are written atomically (temporary sibling, fsync, rename), and a checkpoint directory is swapped
 in only once complete, so an interruption never leaves a half-written file in place of a good one.
@@ -39,6 +41,7 @@ COMMAND = "command.txt"
 HISTORY = "history.csv"
 METRICS = "metrics.json"
 EVAL = "eval.json"
+STATUS = "status.json"
 TENSORBOARD = "tensorboard"
 CHECKPOINTS = "checkpoints"
 MODEL_FILE = "model.keras"
@@ -138,6 +141,29 @@ def write_history(run_dir: Path, rows: Iterable[dict[str, Any]]) -> None:
 def read_history(run_dir: Path) -> list[dict[str, str]]:
     with open(run_dir / HISTORY, newline="") as f:
         return list(csv.DictReader(f))
+
+
+def write_status(run_dir: Path, status: str, **facts: Any) -> None:
+    """The run's lifecycle: `running` when training starts, then `finished`, `interrupted` or `failed`
+    (a kill -9 leaves `running` behind a dead lock, which `runs list` reports as interrupted)."""
+    path = run_dir / STATUS
+    previous = read_json(path) if path.is_file() else {}
+    atomic_write_json(path, {**previous, **facts, "status": status, "updated": _now()})
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """A JSON object from the run directory; RunError naming the file if it is damaged."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise RunError(f"{path}: cannot be read ({exc}); the file is damaged, remove or restore it") from None
+    if not isinstance(data, dict):
+        raise RunError(f"{path}: expected a JSON object; the file is damaged, remove or restore it")
+    return data
+
+
+def _now() -> str:
+    return datetime.now().isoformat(timespec="seconds")
 
 
 def write_metrics(run_dir: Path, metrics: dict[str, Any], name: str = METRICS) -> None:

@@ -19,6 +19,7 @@ class TensorBoardLog:
     def __init__(self, run_dir: Path, enabled: bool) -> None:
         self.writers: dict[str, Any] = {}
         self.logged: dict[str, set[tuple[str, int]]] = {}
+        self.base = run_dir / runs.TENSORBOARD
         if enabled:
             import tensorflow as tf
 
@@ -26,6 +27,21 @@ class TensorBoardLog:
             # Read before creating the writers, whose new (empty) event files hold nothing yet.
             self.logged = {name: logged_scalars(base / name) for name in ("train", "validation")}
             self.writers = {name: tf.summary.create_file_writer(str(base / name)) for name in self.logged}
+
+    def log_hparams(self, trial: str, config: dict[str, Any], metrics: dict[str, Any]) -> None:
+        """The flattened config and the final figures, for TensorBoard's HParams dashboard (one session
+        per run, in tensorboard/ itself; the per-epoch scalars in train/ and validation/ show there too)."""
+        if not self.writers:
+            return
+        import tensorflow as tf
+        from tensorboard.plugins.hparams import api as hp
+
+        with tf.summary.create_file_writer(str(self.base)).as_default(step=metrics.get("epochs_run", 0)):
+            hp.hparams({key: hparam_value(value) for key, value in config.items()}, trial_id=trial)
+            for key in HPARAM_METRICS:
+                if metrics.get(key) is not None:
+                    tf.summary.scalar(key, metrics[key])
+            tf.summary.flush()
 
     def catch_up(self, history: list[dict[str, Any]]) -> None:
         """Log what a crash kept from TensorBoard: rows of the checkpoint's history not in the files."""
@@ -72,3 +88,11 @@ def logged_scalars(directory: Path) -> set[tuple[str, int]]:
         except tf.errors.DataLossError:
             continue
     return found
+
+
+HPARAM_METRICS = ("test_accuracy", "test_loss", "best_val_accuracy")
+
+
+def hparam_value(value: Any) -> bool | int | float | str:
+    """The HParams dashboard takes booleans, numbers and strings: lists and None become text."""
+    return value if isinstance(value, bool | int | float | str) else str(value)

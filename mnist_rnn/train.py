@@ -24,7 +24,7 @@ from typing import Any
 from rich.console import Console
 
 from mnist_rnn import runs
-from mnist_rnn.config import Config, config_diff
+from mnist_rnn.config import Config, config_diff, config_to_dict, flatten
 from mnist_rnn.data import Dataset, load_dataset
 from mnist_rnn.errors import ConfigError, Interrupted, TrainingError
 from mnist_rnn.evaluate import inference_model, score
@@ -40,6 +40,7 @@ from mnist_rnn.loop import (
     learning_rate,
 )
 from mnist_rnn.model import reset_states
+from mnist_rnn.plots import CURVES, plot_curves
 from mnist_rnn.session import EpochEnd, EpochHook, Session, open_session
 from mnist_rnn.tables import format_value, summary_table
 
@@ -87,9 +88,24 @@ def run_training(
         console.print(f"run directory: {target}", highlight=False)
         session = open_session(cfg, data, target, device, console, resume, command)
         session.stop, session.on_epoch_end = stop or StopRequest(), on_epoch_end
-        stopped_early = _train_epochs(session)
-        metrics = _final_test(session, stopped_early)
+        metrics = _train_and_record(session)
     return RunResult(target, metrics)
+
+
+def _train_and_record(s: Session) -> dict[str, Any]:
+    """The epochs and the final test, with the run's status.json kept true at every way out."""
+    parameters, planned = s.model.count_params(), s.cfg.train.epochs
+    runs.write_status(s.run_dir, "running", parameters=parameters, epochs_planned=planned, message=None)
+    try:
+        metrics = _final_test(s, _train_epochs(s))
+    except (Interrupted, KeyboardInterrupt) as exc:
+        runs.write_status(s.run_dir, "interrupted", message=str(exc) or "aborted by a second Ctrl-C")
+        raise
+    except Exception as exc:
+        runs.write_status(s.run_dir, "failed", message=f"{type(exc).__name__}: {exc}"[:500])
+        raise
+    runs.write_status(s.run_dir, "finished")
+    return metrics
 
 
 def _resumable(run_dir: Path | None, cfg: Config) -> Path:
@@ -191,6 +207,7 @@ def _end_epoch(s: Session, epoch: int, fit: _Fit) -> bool:
     s.state.save(s.run_dir, "last", s.model)
     s.clock.saved(s.state.epoch * s.shape.steps)
     runs.write_history(s.run_dir, s.state.history)
+    plot_curves(s.state.history, s.state.best_epoch, s.run_dir / CURVES)  # refreshed for a person watching
     s.tensorboard.log(epoch + 1, row)
     s.console.print(
         f"epoch {epoch + 1:>3}/{s.cfg.train.epochs}  loss {fit.loss:.4f}  acc {fit.accuracy:.4f}  "
@@ -243,5 +260,6 @@ def _final_test(s: Session, stopped_early: bool) -> dict[str, Any]:
         "execution": asdict(s.execution),  # the path that trained it: which recurrent kernel, XLA or not
     }
     runs.write_metrics(s.run_dir, metrics)
+    s.tensorboard.log_hparams(s.run_dir.name, flatten(config_to_dict(s.cfg)), metrics)
     s.console.print(summary_table(metrics))
     return metrics

@@ -26,13 +26,15 @@ from mnist_rnn.tf_import import import_tensorflow
 # ------------------------------------------------------------------------------------------- eval
 
 
-def _eval(run_path: Path, checkpoint: CheckpointName | None, split: SplitName) -> dict[str, Any]:
+def _eval(
+    run_path: Path, checkpoint: CheckpointName | None, split: SplitName, explain: int
+) -> dict[str, Any]:
     import_tensorflow(state["debug"])
     from mnist_rnn import runs
     from mnist_rnn.evaluate import evaluate_run
 
     run_dir, chosen = runs.resolve_run_dir(run_path, checkpoint.value if checkpoint else None)
-    return evaluate_run(run_dir, chosen, split.value)
+    return evaluate_run(run_dir, chosen, split.value, explain)
 
 
 @app.command(
@@ -41,6 +43,7 @@ def _eval(run_path: Path, checkpoint: CheckpointName | None, split: SplitName) -
         "Examples:\n\n"
         "  mnist-rnn eval runs/20260101-120000-default\n\n"
         "  mnist-rnn eval runs/try1 --checkpoint last --split val\n\n"
+        "  mnist-rnn eval runs/try1 --explain 6\n\n"
         "  mnist-rnn eval runs/try1/checkpoints/best"
     ),
 )
@@ -50,14 +53,26 @@ def eval_command(
     ],
     checkpoint: CheckpointOpt = None,
     split: Annotated[SplitName, typer.Option("--split", help="Which split to score.")] = SplitName.test,
+    explain: Annotated[
+        int,
+        typer.Option(
+            "--explain",
+            min=0,
+            max=32,
+            help="Also draw explain.png: this many digits and the class probabilities after each row read.",
+        ),
+    ] = 0,
 ) -> None:
     """Score a run's checkpoint: loss, accuracy, per-class accuracy and the confusion matrix.
 
-    Writes `RUN_DIR/eval.json`.
+    Writes `RUN_DIR/eval.json`, `confusion_matrix.png`, `errors.png` (the most confidently wrong digits)
+    and, with `--explain N`, `explain.png`: how the prediction forms as the network reads N digits.
     """
-    report = run(_eval, run_dir, checkpoint, split)
+    report = run(_eval, run_dir, checkpoint, split, explain)
     for table in eval_tables(report):
         out_console.print(table)
+    for picture in report["pictures"]:
+        err_console.print(f"wrote {picture}", highlight=False, markup=False)
 
 
 # ----------------------------------------------------------------------------------------- export

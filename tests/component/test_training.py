@@ -113,6 +113,8 @@ def test_non_finite_loss_stops_with_a_training_error_and_keeps_the_good_checkpoi
     assert runs.read_checkpoint_state(run, "last") == good_state
     assert runs.read_history(run) == good_history
     assert (run / "metrics.json").read_bytes() == metrics_before
+    status = runs.read_json(run / "status.json")
+    assert status["status"] == "failed" and "loss became nan" in status["message"]
     assert all(np.isfinite(w).all() for w in good["last"])
 
 
