@@ -13,7 +13,7 @@ Every picture is written to a temporary sibling and renamed into place, so a rea
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -43,7 +43,7 @@ def save(fig: Figure, path: Path) -> Path:
     return path
 
 
-def _column(history: Sequence[dict[str, Any]], key: str) -> np.ndarray:
+def _column(history: Sequence[Mapping[str, Any]], key: str) -> np.ndarray:
     """A history column as floats; empty cells (no validation) become NaN."""
     return np.array([float(row[key]) if row.get(key) not in (None, "") else np.nan for row in history])
 
@@ -145,7 +145,7 @@ def plot_explain(images: np.ndarray, steps: np.ndarray, labels: np.ndarray, unit
     return save(fig, path)
 
 
-def plot_compare(curves: dict[str, Sequence[dict[str, Any]]], path: Path) -> Path:
+def plot_compare(curves: Mapping[str, Sequence[Mapping[str, Any]]], path: Path) -> Path:
     """Validation accuracy (or training accuracy without validation) per epoch, one line per run."""
     from matplotlib.ticker import MaxNLocator
 

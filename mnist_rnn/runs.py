@@ -282,6 +282,12 @@ def run_lock(run_dir: Path) -> Iterator[None]:
         path.unlink(missing_ok=True)
 
 
+def lock_holder(run_dir: Path) -> int | None:
+    """The PID of a live process writing `run_dir`, or None (no lock, or its writer is gone)."""
+    owner = _lock_owner(run_dir / LOCK)
+    return owner if owner is not None and _alive(owner) else None
+
+
 def _lock_owner(path: Path) -> int | None:
     try:
         return int(path.read_text().strip() or "0") or None

@@ -12,6 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 if TYPE_CHECKING:
+    from mnist_rnn.catalog import RunSummary
     from mnist_rnn.predict import Prediction
 
 
@@ -98,4 +99,46 @@ def predictions_table(predictions: list[Prediction], described: str) -> Table:
     table.add_column("confidence", justify="right")
     for p in predictions:
         table.add_row(p.file, str(p.label), f"{p.confidence:.4f}")
+    return table
+
+
+def runs_table(rows: list[RunSummary], title: str) -> Table:
+    """`runs list` (and a sweep's summary): one row per run; how to resume an interrupted one is the
+    table's caption, so the rows stay narrow enough for an 80-column terminal."""
+    table = Table(title=title, caption="\n".join(f"{r.run}: {r.resume}" for r in rows if r.resume) or None)
+    table.add_column("run", overflow="fold")
+    table.add_column("config", overflow="fold")
+    table.add_column("model", overflow="fold")
+    for name in ("params", "epochs", "best val", "test acc", "wall"):
+        table.add_column(name, justify="right", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    for r in rows:
+        table.add_row(
+            r.run, r.config, f"{r.cell} {r.units} {r.layout}",
+            "-" if r.parameters is None else f"{r.parameters:,}",
+            f"{r.epochs_done}/{r.epochs_planned}",
+            format_value(r.best_val), format_value(r.test_accuracy),
+            "-" if r.wall_seconds is None else f"{r.wall_seconds / 60:.1f}m",
+            r.status,
+        )  # fmt: skip
+    return table
+
+
+def compare_table(report: dict[str, Any]) -> Table:
+    """`runs compare`: the differing config keys, then the metrics, one column per run."""
+    table = Table(title="Runs compared (only the config keys that differ)")
+    table.add_column("key")
+    for i, path in enumerate(report["runs"], 1):
+        table.add_column(f"{i}: {path}", overflow="fold")
+    for key, values in report["differing"].items():
+        table.add_row(key, *(str(v) for v in values))
+    if not report["differing"]:
+        table.add_row("(no config key differs)", *("" for _ in report["runs"]))
+    table.add_section()
+    for key, values in report["metrics"].items():
+        spec = ".1f" if key == "wall_seconds" else ".4f"
+        cells = [
+            format_value(v, spec) if isinstance(v, float) else ("-" if v is None else str(v)) for v in values
+        ]
+        table.add_row(key, *cells)
     return table

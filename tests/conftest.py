@@ -98,6 +98,7 @@ def train_run(config: Path | dict, run_dir: Path, *overrides: str, **kwargs: Any
 
     if isinstance(config, dict):
         path = run_dir.parent / f"{run_dir.name}.yaml"
+        path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(yaml.safe_dump(config))
         config = path
     cfg = load_config(config, overrides)
