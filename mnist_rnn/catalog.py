@@ -114,8 +114,10 @@ def summarize(run_dir: Path, root: Path) -> RunSummary:
     )
 
 
-def list_runs(root: Path, sort: str = "run") -> list[RunSummary]:
-    """Every run under `root`, sorted by `sort` (figures best first, text alphabetically)."""
+def list_runs(root: Path, sort: str | None = None) -> list[RunSummary]:
+    """Every run under `root`, sorted by `sort` (figures best first, text alphabetically); by default a
+    sweep's trials by best validation accuracy, other runs by name (their start time)."""
+    sort = sort or ("best_val" if (root / "sweep.yaml").is_file() else "run")
     if sort not in SORT_KEYS:
         raise RunError(f"cannot sort by {sort!r}; use one of: {', '.join(SORT_KEYS)}")
     rows = [summarize(run_dir, root) for run_dir in find_runs(root)]

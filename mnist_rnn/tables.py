@@ -118,7 +118,7 @@ def runs_table(rows: list[RunSummary], title: str) -> Table:
             "-" if r.parameters is None else f"{r.parameters:,}",
             f"{r.epochs_done}/{r.epochs_planned}",
             format_value(r.best_val), format_value(r.test_accuracy),
-            "-" if r.wall_seconds is None else f"{r.wall_seconds / 60:.1f}m",
+            _duration(r.wall_seconds),
             r.status,
         )  # fmt: skip
     return table
@@ -142,3 +142,9 @@ def compare_table(report: dict[str, Any]) -> Table:
         ]
         table.add_row(key, *cells)
     return table
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    return f"{seconds:.0f}s" if seconds < 60 else f"{seconds / 60:.1f}m"

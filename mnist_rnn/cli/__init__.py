@@ -3,7 +3,7 @@ package and maps its errors to exit codes (`app.run`). One module per command gr
 commands on the app when imported here.
 """
 
-from mnist_rnn.cli import catalog, configs, scoring, serving, training  # noqa: F401  (register the commands)
+from mnist_rnn.cli import catalog, configs, scoring, serving, sweeping, training  # noqa: F401  (register)
 from mnist_rnn.cli.app import app
 
 __all__ = ["app", "main"]

@@ -26,16 +26,19 @@ def list_command(
     root: Annotated[Path, typer.Argument(help="A folder of run directories (a sweep folder too).")] = Path(
         "runs"
     ),
-    sort: Annotated[SortKey, typer.Option("--sort", help="Sort by this column; figures best first.")] = (
-        SortKey.run
-    ),
+    sort: Annotated[
+        SortKey | None,
+        typer.Option(
+            "--sort", help="Sort by this column, figures best first [default: run; best_val in a sweep]."
+        ),
+    ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """One row per run: config, model, parameters, epochs done/planned, best validation and test accuracy,
     training time, and status (finished, interrupted with the command that resumes it, failed, running)."""
     from mnist_rnn.catalog import as_dicts, list_runs
 
-    rows = run(list_runs, root, sort.value)
+    rows = run(list_runs, root, sort.value if sort else None)
     if json_out:
         sys.stdout.write(json.dumps(as_dicts(rows), indent=2) + "\n")
     else:

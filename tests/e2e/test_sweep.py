@@ -1,0 +1,89 @@
+"""`mnist-rnn sweep`: a sweep killed during its second run resumes and ends with every run finished once;
+bad grids are refused before anything is written."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from mnist_rnn import runs
+from mnist_rnn.cli import app
+from tests.conftest import REPO, TINY
+
+runner = CliRunner()
+SWEPT = {**TINY, "data": {**TINY["data"], "limit_train": 3072}, "train": {**TINY["train"], "epochs": 4}}
+
+
+def _sweep(*args: str, cwd: Path) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.Popen(
+        [sys.executable, "-m", "mnist_rnn", "sweep", *args],
+        cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def test_a_sweep_killed_in_its_second_run_resumes_and_finishes_every_run_once(tmp_path: Path) -> None:
+    config = tmp_path / "swept.yaml"
+    config.write_text(yaml.safe_dump(SWEPT))
+    process = _sweep(
+        "-c", str(config), "--grid", "train.learning_rate=[0.01,0.02,0.03]", "--name", "s", cwd=tmp_path
+    )
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and process.poll() is None:
+        second = list((tmp_path / "runs").glob("*-s/02-*/checkpoints/last/model.keras"))
+        if second:
+            break
+        time.sleep(0.05)
+    assert process.poll() is None, f"the sweep ended before its second run was checkpointed: {process.stderr}"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    (sweep_dir,) = (tmp_path / "runs").glob("*-s")
+    first_metrics = (sweep_dir / "01-train.learning_rate=0.01" / "metrics.json").stat().st_mtime_ns
+    assert not list(sweep_dir.glob("03-*"))  # the third had not started
+
+    resumed = _sweep("--resume", str(sweep_dir), cwd=tmp_path)
+    out, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err
+    assert out.strip() == str(sweep_dir)
+    assert "finished already; kept" in err and "resuming at epoch" in err
+    trials = sorted(p for p in sweep_dir.iterdir() if p.is_dir())
+    assert [p.name[:2] for p in trials] == ["01", "02", "03"]
+    for trial in trials:  # each finished, each epoch exactly once
+        assert runs.read_json(trial / "status.json")["status"] == "finished"
+        assert [int(row["epoch"]) for row in runs.read_history(trial)] == [1, 2, 3, 4]
+    assert (trials[0] / "metrics.json").stat().st_mtime_ns == first_metrics  # kept, not trained again
+    with open(sweep_dir / "sweep.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert sorted(row["train.learning_rate"] for row in rows) == ["0.01", "0.02", "0.03"]
+    best = [float(row["best_val"]) for row in rows]
+    assert best == sorted(best, reverse=True)
+
+
+BAD = {
+    "a grid key that does not exist": (["--grid", "model.colour=[red,blue]"], "model.colour: unknown key"),
+    "a value of the wrong type": (["--grid", "model.units=[[64],[-3]]"], "sweep combination 2"),
+    "a grid that is not a list": (["--grid", "train.epochs=3"], "expected KEY=[v1, v2, ...]"),
+    "no grid at all": ([], "sweep needs at least one --grid"),
+    "a key given twice": (["--grid", "seed=[1,2]", "--grid", "seed=[3]"], "seed is already in the grid"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_a_bad_grid_is_one_line_exit_2_and_nothing_runs(case: str, tmp_path: Path) -> None:
+    args, expected = BAD[case]
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump(TINY))
+    result = runner.invoke(app, ["sweep", "-c", str(config), *args])
+    assert result.exit_code == 2, (result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], result.stderr
+    assert not (tmp_path / "runs").exists()
