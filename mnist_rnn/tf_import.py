@@ -12,8 +12,11 @@ import os
 import sys
 from types import ModuleType
 
+from mnist_rnn.memory import keep_freed_memory
+
 
 def import_tensorflow(verbose: bool = False) -> ModuleType:
+    keep_freed_memory()  # before TensorFlow's first allocation (memory.py says why)
     if "tensorflow" in sys.modules:
         return sys.modules["tensorflow"]
     verbose = verbose or os.environ.get("MNIST_RNN_TF_LOGS") == "1"

@@ -39,6 +39,7 @@ from mnist_rnn.loop import (
     graceful_signals,
     learning_rate,
 )
+from mnist_rnn.memory import keep_freed_memory
 from mnist_rnn.model import reset_states
 from mnist_rnn.plots import CURVES, plot_curves
 from mnist_rnn.session import EpochEnd, EpochHook, Session, open_session
@@ -79,6 +80,7 @@ def run_training(
     command.txt records (default: this process's argv); `dataset` replaces loading `cfg.data`.
     Everything is checked before anything is written: a bad input leaves no directory behind.
     """
+    keep_freed_memory()  # a no-op after the CLI's TensorFlow import; for callers from Python
     console = console or Console(stderr=True, soft_wrap=True)
     target = _resumable(run_dir, cfg) if resume else runs.plan_run_dir(cfg.run.root, cfg.name, run_dir)
     device = select_device(cfg.train.device)
