@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -50,6 +52,15 @@ TINY = {
     "train": {"epochs": 2, "batch_size": 64, "learning_rate": 0.01, "eval_batch_size": 256},
     "run": {"tensorboard": False},
 }
+
+
+def start_cli(*args: str, cwd: Path) -> subprocess.Popen[str]:
+    """`python -m mnist_rnn ARGS` as its own process (this checkout's code), its output piped as text."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "mnist_rnn", *args],
+        cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
 
 
 def tensorboard_scalar_counts(directory: Path) -> dict[tuple[str, int], int]:

@@ -4,11 +4,9 @@ uninterrupted run bit for bit (CPU, dropout 0), history included."""
 from __future__ import annotations
 
 import json
-import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,7 +15,7 @@ import pytest
 import yaml
 
 from mnist_rnn import runs
-from tests.conftest import REPO, TINY, each_once, tensorboard_scalar_counts
+from tests.conftest import TINY, each_once, start_cli, tensorboard_scalar_counts
 
 # Slightly bigger than TINY so that an epoch lasts long enough to be interrupted in the middle of a run.
 RESUMABLE = {
@@ -27,18 +25,6 @@ RESUMABLE = {
     "train": {**TINY["train"], "epochs": 8, "learning_rate": 0.005, "checkpoint_every_steps": 5},
     "run": {"tensorboard": True},
 }
-
-
-def _cli(*args: str, cwd: Path) -> subprocess.Popen[str]:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.Popen(
-        [sys.executable, "-m", "mnist_rnn", *args],
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
 
 
 def _finish(proc: subprocess.Popen[str]) -> tuple[int, str]:
@@ -59,7 +45,7 @@ def _history_without_time(run: Path) -> list[dict[str, str]]:
 
 def _train_and_interrupt(config: Path, run: Path, after_epochs: int, sig: signal.Signals) -> tuple[int, str]:
     """Start `train` on `config` into `run`, send `sig` once `after_epochs` epochs are in its history."""
-    proc = _cli("train", "-c", str(config), "--run-dir", str(run), cwd=config.parent)
+    proc = start_cli("train", "-c", str(config), "--run-dir", str(run), cwd=config.parent)
     deadline = time.monotonic() + 120
     while _epochs_done(run) < after_epochs and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -83,7 +69,7 @@ def config(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def reference(config: Path) -> Path:
     run = config.parent / "uninterrupted"
-    code, err = _finish(_cli("train", "-c", str(config), "--run-dir", str(run), cwd=config.parent))
+    code, err = _finish(start_cli("train", "-c", str(config), "--run-dir", str(run), cwd=config.parent))
     assert code == 0, err
     return run
 
@@ -105,7 +91,7 @@ def test_interrupted_then_resumed_equals_uninterrupted(
         assert "Traceback" not in err
     assert _epochs_done(run) < RESUMABLE["train"]["epochs"]
 
-    code, err = _finish(_cli("train", "--resume", str(run), cwd=config.parent))
+    code, err = _finish(start_cli("train", "--resume", str(run), cwd=config.parent))
     assert code == 0, err
     assert _history_without_time(run) == _history_without_time(reference)
     for got, want in zip(_weights(run), _weights(reference), strict=True):
@@ -121,10 +107,10 @@ def test_interrupted_then_resumed_equals_uninterrupted(
 
 def test_resume_refuses_a_changed_config_and_a_finished_run(config: Path, reference: Path) -> None:
     code, err = _finish(
-        _cli("train", "--resume", str(reference), "--set", "model.units=[8]", cwd=config.parent)
+        start_cli("train", "--resume", str(reference), "--set", "model.units=[8]", cwd=config.parent)
     )
     assert code == 2 and "differs from the run's saved config in model.units" in err
-    code, err = _finish(_cli("train", "--resume", str(reference), cwd=config.parent))
+    code, err = _finish(start_cli("train", "--resume", str(reference), cwd=config.parent))
     assert code == 2 and "already finished 8 of 8 epochs" in err
 
 
@@ -142,11 +128,11 @@ def test_fused_lstm_run_resumes_bit_for_bit_and_scores_and_exports(tmp_path: Pat
     config = tmp_path / "fused.yaml"
     config.write_text(yaml.safe_dump(cfg))
     reference, run = tmp_path / "uninterrupted", tmp_path / "cut"
-    code, err = _finish(_cli("train", "-c", str(config), "--run-dir", str(reference), cwd=tmp_path))
+    code, err = _finish(start_cli("train", "-c", str(config), "--run-dir", str(reference), cwd=tmp_path))
     assert code == 0, err
     code, err = _train_and_interrupt(config, run, 2, signal.SIGTERM)
     assert code == 143, err
-    code, err = _finish(_cli("train", "--resume", str(run), cwd=tmp_path))
+    code, err = _finish(start_cli("train", "--resume", str(run), cwd=tmp_path))
     assert code == 0, err
     assert "fused LSTM kernel, XLA on" in err  # the resumed process goes on with the checkpoint's kernel
     assert _history_without_time(run) == _history_without_time(reference)
@@ -158,7 +144,7 @@ def test_fused_lstm_run_resumes_bit_for_bit_and_scores_and_exports(tmp_path: Pat
     assert report["accuracy"] == metrics["test_accuracy"]
     assert metrics["execution"] == {"fused": True, "xla": True}
     out = tmp_path / "exp"
-    code, err = _finish(_cli("export", str(run), "--format", "keras", "--out", str(out), cwd=tmp_path))
+    code, err = _finish(start_cli("export", str(run), "--format", "keras", "--out", str(out), cwd=tmp_path))
     assert code == 0, err  # export also checks the artefact against the trained model (exit 1 if not)
     kinds = {type(layer).__name__ for layer in keras.saving.load_model(out / "model.keras").layers}
     assert "LSTM" in kinds and "FusedLSTM" not in kinds  # stock layers: loads without mnist-rnn

@@ -9,7 +9,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +18,7 @@ import pytest
 pytest.importorskip("fastapi", reason="the serve extra is not installed: pip install 'mnist-rnn[serve]'")
 import httpx  # noqa: E402
 
-from tests.conftest import REPO  # noqa: E402
+from tests.conftest import REPO, start_cli  # noqa: E402
 
 DIGITS = REPO / "tests" / "data" / "digits"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -32,22 +31,10 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _mnist_rnn(*args: str, cwd: Path) -> subprocess.Popen[str]:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen(
-        [sys.executable, "-m", "mnist_rnn", *args],
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
 @pytest.fixture(scope="module")
 def server(smoke_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = _free_port()
-    process = _mnist_rnn("serve", str(smoke_run), "--port", str(port), cwd=tmp_path_factory.mktemp("serve"))
+    process = start_cli("serve", str(smoke_run), "--port", str(port), cwd=tmp_path_factory.mktemp("serve"))
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -71,7 +58,7 @@ def server(smoke_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 
 def test_post_predict_returns_the_clis_probabilities(server: str, smoke_run: Path, tmp_path: Path) -> None:
     picture = sorted(DIGITS.glob("*.png"))[0]
-    cli = _mnist_rnn("predict", str(smoke_run), str(picture), "--json", cwd=tmp_path)
+    cli = start_cli("predict", str(smoke_run), str(picture), "--json", cwd=tmp_path)
     out, err = cli.communicate(timeout=120)
     assert cli.returncode == 0, err
     (expected,) = json.loads(out)["predictions"]
@@ -112,7 +99,7 @@ def test_a_50_mb_upload_is_refused_before_it_is_sent(server: str) -> None:
 
 def test_a_port_in_use_is_one_line_and_exit_2(server: str, smoke_run: Path, tmp_path: Path) -> None:
     port = server.rsplit(":", 1)[1]
-    process = _mnist_rnn("serve", str(smoke_run), "--port", port, cwd=tmp_path)
+    process = start_cli("serve", str(smoke_run), "--port", port, cwd=tmp_path)
     _, err = process.communicate(timeout=60)
     assert process.returncode == 2
     assert err.strip() == f"error: 127.0.0.1:{port} is in use; pass another --port (or --host)"

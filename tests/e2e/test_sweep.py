@@ -4,10 +4,7 @@ bad grids are refused before anything is written."""
 from __future__ import annotations
 
 import csv
-import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,25 +14,24 @@ from typer.testing import CliRunner
 
 from mnist_rnn import runs
 from mnist_rnn.cli import app
-from tests.conftest import REPO, TINY
+from tests.conftest import TINY, start_cli
 
 runner = CliRunner()
 SWEPT = {**TINY, "data": {**TINY["data"], "limit_train": 3072}, "train": {**TINY["train"], "epochs": 4}}
 
 
-def _sweep(*args: str, cwd: Path) -> subprocess.Popen[str]:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.Popen(
-        [sys.executable, "-m", "mnist_rnn", "sweep", *args],
-        cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-
-
 def test_a_sweep_killed_in_its_second_run_resumes_and_finishes_every_run_once(tmp_path: Path) -> None:
     config = tmp_path / "swept.yaml"
     config.write_text(yaml.safe_dump(SWEPT))
-    process = _sweep(
-        "-c", str(config), "--grid", "train.learning_rate=[0.01,0.02,0.03]", "--name", "s", cwd=tmp_path
+    process = start_cli(
+        "sweep",
+        "-c",
+        str(config),
+        "--grid",
+        "train.learning_rate=[0.01,0.02,0.03]",
+        "--name",
+        "s",
+        cwd=tmp_path,
     )
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and process.poll() is None:
@@ -50,7 +46,7 @@ def test_a_sweep_killed_in_its_second_run_resumes_and_finishes_every_run_once(tm
     first_metrics = (sweep_dir / "01-train.learning_rate=0.01" / "metrics.json").stat().st_mtime_ns
     assert not list(sweep_dir.glob("03-*"))  # the third had not started
 
-    resumed = _sweep("--resume", str(sweep_dir), cwd=tmp_path)
+    resumed = start_cli("sweep", "--resume", str(sweep_dir), cwd=tmp_path)
     out, err = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, err
     assert out.strip() == str(sweep_dir)
