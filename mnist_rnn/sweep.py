@@ -154,11 +154,11 @@ def _trial_state(run_dir: Path) -> str:
     )
     if recorded == "failed":
         return "failed"
-    if (run_dir / runs.CHECKPOINTS / "last" / runs.MODEL_FILE).is_file() or (
-        run_dir / runs.CHECKPOINTS / "last.prev" / runs.MODEL_FILE
-    ).is_file():
-        return "resumable"
-    return "fresh"
+    try:
+        runs.find_checkpoint(run_dir, "last")  # `last`, or the previous one a crash left beside it
+    except RunError:
+        return "fresh"
+    return "resumable"
 
 
 def sweep_csv(trials: list[Trial], summaries: list[RunSummary]) -> str:
