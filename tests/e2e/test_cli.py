@@ -241,3 +241,14 @@ def test_predict_with_an_export_folder_uses_the_artefact(smoke_run: Path, tmp_pa
     assert classes[0] == classes[1]
     table = runner.invoke(app, ["predict", str(smoke_run / "export" / "tflite"), str(files[0])])
     assert "tflite export" in table.stdout and str(files[0].name) in table.stdout
+
+
+def test_serve_without_its_extra_says_how_to_install_it(
+    smoke_run: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "uvicorn", None)  # as if `pip install -e .` without [serve]
+    result = runner.invoke(app, ["serve", str(smoke_run)])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (
+        "error: serve needs the serve extra; install it with: pip install 'mnist-rnn[serve]'"
+    )
