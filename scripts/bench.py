@@ -25,6 +25,7 @@ import json
 import os
 import platform
 import statistics
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -35,6 +36,11 @@ from typing import Any
 import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# PyTorch's default (CUDA) wheel imports triton when the first optimizer step loads torch._dynamo, and
+# triton's native library crashes in a process that has already loaded TensorFlow (segmentation fault,
+# reproduced with torch 2.14.1 on an AMD EPYC). The bench compiles nothing, so triton stays out: torch's own
+# guarded import of it then fails softly and torch runs eagerly, as the CPU-only wheel does.
+sys.modules.setdefault("triton", None)  # type: ignore[assignment]
 
 from mnist_rnn.tf_import import import_tensorflow  # noqa: E402
 

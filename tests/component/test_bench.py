@@ -89,3 +89,23 @@ def test_results_table_trains_through_the_cli_and_prints_the_row(
     assert len(cells) == len(header.strip("|").split("|")) == rule.count("---")
     assert cells[1:4] == ["lstm [16]", "Keras LSTM", f"{metrics['test_accuracy']:.2%}"]
     assert cells[5] == str(metrics["epochs_run"])
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("torch") is None,
+    reason="the bench extra is not installed: pip install '.[bench]'",
+)
+def test_bench_runs_to_the_end_with_the_installed_torch_wheel(tmp_path: Path) -> None:
+    """torch's default (CUDA) wheel brought triton, whose native library crashed the bench once TensorFlow
+    was loaded. In a process of its own, since the failure was a segmentation fault."""
+    import subprocess
+
+    out = tmp_path / "bench.json"
+    args = ["--quick", "--cases", "lstm1x128-rows", "--reps", "1", "--samples", "512", "--out", str(out)]
+    result = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "bench.py"), *args],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    (case,) = json.loads(out.read_text())["cases"]
+    assert case["torch_samples_per_s"] > 0 and case["ratio_vs_torch"] > 0
