@@ -27,7 +27,7 @@ from mnist_rnn import runs
 from mnist_rnn.catalog import RunSummary, list_runs
 from mnist_rnn.config import Config
 from mnist_rnn.config_files import load_config, parse_override, parse_yaml
-from mnist_rnn.errors import ConfigError, RunError, TrainingError
+from mnist_rnn.errors import ConfigError, Interrupted, RunError, TrainingError
 from mnist_rnn.tables import runs_table
 from mnist_rnn.train import run_training
 
@@ -139,6 +139,9 @@ def run_trials(sweep_dir: Path, trials: list[Trial], console: Console) -> Path:
             run_training(trial.cfg, run_dir, resume=state == "resumable", console=console)
         except TrainingError as exc:  # this trial diverged; the others may not
             console.print(f"  failed: {exc}", highlight=False, style="red")
+        except Interrupted as exc:  # the person wants the sweep back, not just this trial
+            message = f"{exc}; or continue the whole sweep with: mnist-rnn sweep --resume {sweep_dir}"
+            raise Interrupted(message, exc.exit_code) from None
     summaries = list_runs(sweep_dir, "best_val")
     runs.atomic_write_text(sweep_dir / SWEEP_CSV, sweep_csv(trials, summaries))
     console.print(runs_table(summaries, f"Sweep {sweep_dir} (best validation first)"))

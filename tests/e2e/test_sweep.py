@@ -83,3 +83,22 @@ def test_a_bad_grid_is_one_line_exit_2_and_nothing_runs(case: str, tmp_path: Pat
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], result.stderr
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_stopped_sweep_says_how_to_continue_the_whole_sweep(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mnist_rnn import sweep
+    from mnist_rnn.errors import Interrupted
+
+    def stopped(*args: object, **kwargs: object) -> None:
+        raise Interrupted("stopped by SIGINT during epoch 1; resume with: mnist-rnn train --resume X", 130)
+
+    monkeypatch.setattr(sweep, "run_training", stopped)  # a Ctrl-C inside the first trial
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump(TINY))
+    result = runner.invoke(app, ["sweep", "-c", str(config), "--grid", "seed=[1,2]", "--name", "x"])
+    assert result.exit_code == 130
+    (sweep_dir,) = (tmp_path / "runs").glob("*-x")
+    resume = f"or continue the whole sweep with: mnist-rnn sweep --resume {sweep_dir.relative_to(tmp_path)}"
+    assert result.stderr.strip().endswith(resume)
