@@ -6,15 +6,20 @@
 
 For each case (architecture x sequence layout) and each variant it measures, after a warm-up whose time
 is reported separately as "compile":
-  (a) mnist_rnn  — the model from `model.build_model`, compiled by `train.compile_model`, trained one epoch
-                   by `train.fit_epoch`: exactly the code `mnist-rnn train` runs;
-  (b) keras_fit  — the same architecture as a plain `keras.Sequential` and `model.fit(x, y, batch_size)`;
-  (c) torch      — `nn.LSTM`/`nn.GRU` + `nn.Linear`, Adam, cross-entropy, a plain batch loop (the optional
-                   `bench` extra: `pip install 'mnist-rnn[bench]'`; without it (c) is skipped and said so).
-All use Adam(1e-3) without clipping, batch 128, float32, the same images. Repetitions are interleaved
-(a, b, c, a, b, c, ...) so that the machine's drifts hit every variant alike; the table gives the median
-with min and max, and the ratios a/b and a/c of the medians. Eval throughput is batched prediction
-(batch 1000). Peak memory is the process's peak RSS growth during a variant's timed runs.
+  (a) mnist_rnn    — the model from `model.build_model`, compiled by `loop.compile_model`, trained one epoch
+                     by `loop.fit_epoch`: exactly the code `mnist-rnn train` runs;
+  (a') mnist_rnn_aa — a second, identical copy of (a): the A/A control, whose ratio to (a) shows the noise;
+  (b) keras_fit    — the same architecture as a plain `keras.Sequential` and `model.fit(x, y, batch_size)`;
+  (t) keras_tuned  — that Sequential as a competent Keras user would run it: `jit_compile=True`,
+                     `steps_per_execution=32`, fed by the same tf.data pipeline as (a);
+  (c) torch        — `nn.LSTM`/`nn.GRU` + `nn.Linear`, Adam, cross-entropy, a plain batch loop (the optional
+                     `bench` extra: `pip install 'mnist-rnn[bench]'`; without it (c) is skipped and said so).
+All use Adam(1e-3) without clipping, batch 128, float32, the same images. Repetitions are interleaved and
+the order of the variants rotates from one repetition to the next, so that the machine's drifts and any
+after-effect of the variant before hit every variant alike; the table gives the median with min and max,
+and the ratios of the medians. Eval throughput is batched prediction (batch 1000), warmed up on every batch
+shape it times. Peak memory is the RSS growth of one more, untimed run of each variant (the sampling thread
+never runs inside a timed region).
 Writes `bench.json` (--out) so results can be compared over time.
 """
 
@@ -100,7 +105,9 @@ def case_config(case: Case) -> Any:
     )
 
 
-def mnist_rnn_variant(case: Case, input_shape: tuple[int, int], device: str) -> Variant:
+def mnist_rnn_variant(
+    case: Case, input_shape: tuple[int, int], device: str, name: str = "mnist_rnn"
+) -> Variant:
     from mnist_rnn.evaluate import predict
     from mnist_rnn.execution import plan_execution
     from mnist_rnn.loop import compile_model, fit_epoch
@@ -116,7 +123,7 @@ def mnist_rnn_variant(case: Case, input_shape: tuple[int, int], device: str) -> 
         fit_epoch(holder["m"], x, y, BATCH, device)
 
     return Variant(
-        "mnist_rnn",
+        name,
         warm,
         lambda x, y: fit_epoch(holder["m"], x, y, BATCH, device) and None,
         lambda x: predict(holder["m"], x, 1000),
@@ -124,17 +131,20 @@ def mnist_rnn_variant(case: Case, input_shape: tuple[int, int], device: str) -> 
     )
 
 
-def keras_fit_variant(case: Case, input_shape: tuple[int, int], device: str) -> Variant:
+def _keras_sequential(case: Case, input_shape: tuple[int, int]) -> Any:
+    """The case's architecture as a plain Keras script would write it."""
     import keras
 
-    holder: dict[str, Any] = {}
     layer = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU}[case.cell]
+    stack = [layer(u, return_sequences=i < len(case.units) - 1) for i, u in enumerate(case.units)]
+    return keras.Sequential([keras.Input(input_shape), *stack, keras.layers.Dense(10, activation="softmax")])
+
+
+def keras_fit_variant(case: Case, input_shape: tuple[int, int], device: str) -> Variant:
+    holder: dict[str, Any] = {}
 
     def warm(x: np.ndarray, y: np.ndarray) -> None:
-        stack = [layer(u, return_sequences=i < len(case.units) - 1) for i, u in enumerate(case.units)]
-        model = keras.Sequential(
-            [keras.Input(input_shape), *stack, keras.layers.Dense(10, activation="softmax")]
-        )
+        model = _keras_sequential(case, input_shape)
         model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
         model.fit(x, y, batch_size=BATCH, epochs=1, verbose=0)
         holder["m"] = model
@@ -145,6 +155,30 @@ def keras_fit_variant(case: Case, input_shape: tuple[int, int], device: str) -> 
         lambda x, y: holder["m"].fit(x, y, batch_size=BATCH, epochs=1, shuffle=True, verbose=0) and None,
         lambda x: holder["m"].predict(x, batch_size=1000, verbose=0),
     )
+
+
+def keras_tuned_variant(case: Case, input_shape: tuple[int, int], device: str) -> Variant:
+    """Plain Keras layers with the settings a competent user would pick: XLA, 32 steps per call, and the
+    same shuffled tf.data input as (a). What is left between (a) and this is mnist-rnn's own work."""
+    from mnist_rnn.evaluate import predict
+    from mnist_rnn.loop import fit_epoch
+
+    holder: dict[str, Any] = {"rng": np.random.default_rng(0)}
+
+    def train(x: np.ndarray, y: np.ndarray) -> None:
+        order = holder["rng"].permutation(len(x))
+        fit_epoch(holder["m"], x[order], y[order], BATCH, device)
+
+    def warm(x: np.ndarray, y: np.ndarray) -> None:
+        model = _keras_sequential(case, input_shape)
+        model.compile(
+            optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"],
+            jit_compile=True, steps_per_execution=32,
+        )  # fmt: skip
+        holder["m"] = model
+        train(x, y)
+
+    return Variant("keras_tuned", warm, train, lambda x: predict(holder["m"], x, 1000))
 
 
 def torch_variant(case: Case, input_shape: tuple[int, int]) -> Variant | None:
@@ -242,21 +276,29 @@ def run_case(case: Case, images: np.ndarray, labels: np.ndarray, reps: int, devi
     x, y = x_all[: case.train_samples], labels[: case.train_samples]
     x_eval = x_all[: case.eval_samples]
     shape = (int(x.shape[1]), int(x.shape[2]))
-    variants = [mnist_rnn_variant(case, shape, device), keras_fit_variant(case, shape, device)]
+    variants = [
+        mnist_rnn_variant(case, shape, device),
+        mnist_rnn_variant(case, shape, device, name="mnist_rnn_aa"),
+        keras_fit_variant(case, shape, device),
+        keras_tuned_variant(case, shape, device),
+    ]
     torch_v = torch_variant(case, shape)
     if torch_v is not None:
         variants.append(torch_v)
     warm_x, warm_y = x[: 2 * BATCH], y[: 2 * BATCH]
     for v in variants:
         v.compile_seconds = timed(lambda v=v: v.warm(warm_x, warm_y))
-        v.predict(x_eval[:1000])  # trace the predict function too
-    for _ in range(reps):  # interleaved: a, b, c, a, b, c, ...
-        for v in variants:
+        v.predict(x_eval)  # every batch shape the timed eval sees (a partial last batch is another trace)
+    for rep in range(reps):  # interleaved, the order rotated: a a' b t c, a' b t c a, ...
+        for v in variants[rep % len(variants) :] + variants[: rep % len(variants)]:
             time.sleep(SETTLE_SECONDS)
-            with PeakRss() as rss:
-                v.train_rates.append(len(x) / timed(lambda v=v: v.train(x, y)))
-                v.eval_rates.append(len(x_eval) / timed(lambda v=v: v.predict(x_eval)))
-            v.peak_rss_mib = max(v.peak_rss_mib, rss.growth_mib)
+            v.train_rates.append(len(x) / timed(lambda v=v: v.train(x, y)))
+            v.eval_rates.append(len(x_eval) / timed(lambda v=v: v.predict(x_eval)))
+    for v in variants:  # memory: one more run each, untimed, so no sampling thread runs while timing
+        with PeakRss() as rss:
+            v.train(x, y)
+            v.predict(x_eval)
+        v.peak_rss_mib = rss.growth_mib
     by = {v.name: v for v in variants}
     med = {name: statistics.median(v.train_rates) for name, v in by.items()}
     eval_med = {name: statistics.median(v.eval_rates) for name, v in by.items()}
@@ -283,8 +325,15 @@ def run_case(case: Case, images: np.ndarray, labels: np.ndarray, reps: int, devi
             }
             for name, v in by.items()
         },
+        "order": "interleaved, rotated each repetition",
         "mnist_rnn_samples_per_s": med["mnist_rnn"],
         "keras_fit_samples_per_s": med["keras_fit"],
+        "keras_tuned_samples_per_s": med["keras_tuned"],
+        "aa_ratio": med["mnist_rnn"] / med["mnist_rnn_aa"],  # the A/A control: 1.0 but for noise
+        "eval_aa_ratio": eval_med["mnist_rnn"] / eval_med["mnist_rnn_aa"],
+        "ratio_vs_keras_tuned": med["mnist_rnn"] / med["keras_tuned"],
+        "eval_ratio_vs_keras_tuned": eval_med["mnist_rnn"] / eval_med["keras_tuned"],
+        "best_ratio_vs_keras_tuned": best["mnist_rnn"] / best["keras_tuned"],
         "torch_samples_per_s": med.get("torch"),
         "ratio_vs_keras_fit": med["mnist_rnn"] / med["keras_fit"],
         "ratio_vs_torch": med["mnist_rnn"] / med["torch"] if "torch" in med else None,
@@ -375,10 +424,10 @@ def _ratio(value: float | None) -> str:
 
 
 def _ratios(case: dict[str, Any], kind: str) -> str:
-    """`a/b, a/c (best a/b, a/c)` for kind `ratio` (training) or `eval_ratio`."""
-    median, best = case[f"{kind}_vs_keras_fit"], case[f"best_{kind}_vs_keras_fit"]
-    text = f"{median:.2f}, {_ratio(case[f'{kind}_vs_torch'])}"
-    return f"{text} (best {best:.2f}, {_ratio(case[f'best_{kind}_vs_torch'])})"
+    """`a/b, a/t, a/c` of medians for kind `ratio` (training) or `eval_ratio`, then A/A."""
+    text = ", ".join(_ratio(case[f"{kind}_vs_{other}"]) for other in ("keras_fit", "keras_tuned", "torch"))
+    aa = case["aa_ratio" if kind == "ratio" else "eval_aa_ratio"]
+    return f"{text}; A/A {aa:.2f}"
 
 
 def print_table(results: list[dict[str, Any]]) -> None:
@@ -402,10 +451,10 @@ def print_table(results: list[dict[str, Any]]) -> None:
                 f"{v['compile_seconds']:.1f}",
                 f"{v['peak_rss_growth_mib']:.0f}",
             )
+        label = "[bold]ratio a/b, a/t, a/c[/bold]"
         table.add_row(
-            r["name"], "[bold]ratio a/b, a/c[/bold]", _ratios(r, "ratio"), _ratios(r, "eval_ratio"), "", "",
-            end_section=True,
-        )  # fmt: skip
+            r["name"], label, _ratios(r, "ratio"), _ratios(r, "eval_ratio"), "", "", end_section=True
+        )
     Console(width=160).print(table)
 
 

@@ -37,6 +37,15 @@ def test_bench_runs_and_writes_comparable_json(tmp_path: Path, capsys: pytest.Ca
         assert case["ratio_vs_keras_fit"] == pytest.approx(
             case["mnist_rnn_samples_per_s"] / case["keras_fit_samples_per_s"]
         )
+        assert case["ratio_vs_keras_tuned"] == pytest.approx(
+            case["mnist_rnn_samples_per_s"] / case["keras_tuned_samples_per_s"]
+        )
+        rates = case["variants"]
+        aa = (
+            rates["mnist_rnn"]["train_samples_per_s"]["median"]
+            / rates["mnist_rnn_aa"]["train_samples_per_s"]["median"]
+        )
+        assert case["aa_ratio"] == pytest.approx(aa)
         for variant in case["variants"].values():
             assert variant["eval_samples_per_s"]["median"] > 0 and variant["compile_seconds"] > 0
         has_torch = report["machine"]["torch"] is not None
@@ -56,7 +65,7 @@ def test_bench_without_torch_says_so_and_still_runs(
     assert "torch is not installed" in capsys.readouterr().out
     case = report["cases"][0]
     assert case["torch_samples_per_s"] is None and case["ratio_vs_torch"] is None
-    assert set(case["variants"]) == {"mnist_rnn", "keras_fit"}
+    assert set(case["variants"]) == {"mnist_rnn", "mnist_rnn_aa", "keras_fit", "keras_tuned"}
 
 
 @pytest.mark.parametrize("kernel", ["keras", "fused"])
