@@ -7,8 +7,10 @@ TensorFlow is imported inside the functions that need it: the config loader impo
 
 from __future__ import annotations
 
+import os
 import platform
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mnist_rnn import __version__
@@ -60,6 +62,21 @@ def describe_device(device: str) -> str:
     return f"{device} ({platform.processor() or platform.machine()}, TensorFlow CPU)"
 
 
+def cpu_description() -> str:
+    """The CPU model and its widest vector extension (speed choices differ between AVX2 and AVX-512)."""
+    model, flags = platform.processor() or platform.machine(), set[str]()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+            elif line.startswith("flags") and not flags:
+                flags = set(line.split(":", 1)[1].split())
+    except OSError:  # not Linux: the platform's own name is all there is
+        return model
+    vector = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
+    return f"{model} ({vector}, {os.cpu_count()} logical CPUs)"
+
+
 def environment_facts(device: str) -> dict[str, str]:
     """What command.txt records beside the command: versions and the device."""
     import keras
@@ -74,6 +91,7 @@ def environment_facts(device: str) -> dict[str, str]:
         "numpy": np.__version__,
         "platform": platform.platform(),
         "device": describe_device(device),
+        "cpu": cpu_description(),
     }
 
 

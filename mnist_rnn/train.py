@@ -28,7 +28,7 @@ from mnist_rnn.config import Config, config_diff, config_to_dict, flatten
 from mnist_rnn.data import Dataset, load_dataset
 from mnist_rnn.errors import ConfigError, Interrupted, TrainingError
 from mnist_rnn.evaluate import inference_model, score
-from mnist_rnn.execution import select_device
+from mnist_rnn.execution import cpu_description, select_device
 from mnist_rnn.loop import (
     BatchWatch,
     StopRequest,
@@ -259,6 +259,7 @@ def _final_test(s: Session, stopped_early: bool) -> dict[str, Any]:
         "train_samples": len(s.data.train),
         "test_samples": test.samples,
         "device": s.device,
+        "cpu": cpu_description(),  # speed depends on it: the model and its vector extensions
         "execution": asdict(s.execution),  # the path that trained it: which recurrent kernel, XLA or not
     }
     runs.write_metrics(s.run_dir, metrics)

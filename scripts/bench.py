@@ -400,9 +400,12 @@ def machine_facts(device: str) -> dict[str, Any]:
     import keras
     import tensorflow as tf
 
+    from mnist_rnn.execution import cpu_description
+
     facts: dict[str, Any] = {
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
+        "cpu": cpu_description(),  # AVX2 and AVX-512 machines rank the paths differently
         "cpus": os.cpu_count(),
         "device": device,
         "python": platform.python_version(),

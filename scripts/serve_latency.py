@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import signal
 import socket
 import subprocess
@@ -22,18 +21,9 @@ from pathlib import Path
 import httpx
 import numpy as np
 
+from mnist_rnn.execution import cpu_description
+
 REPO = Path(__file__).resolve().parents[1]
-
-
-def cpu() -> str:
-    model, flags = platform.processor() or platform.machine(), ""
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name") and model in ("", platform.machine()):
-            model = line.split(":", 1)[1].strip()
-        if line.startswith("flags") and not flags:
-            found = set(line.split(":", 1)[1].split())
-            flags = "AVX-512" if "avx512f" in found else ("AVX2" if "avx2" in found else "no AVX2")
-    return f"{model} ({flags}, {os.cpu_count()} cores)"
 
 
 def start(run: Path) -> tuple[subprocess.Popen[bytes], str]:
@@ -78,7 +68,7 @@ def main() -> None:
     try:
         with httpx.Client(timeout=30) as client:
             picture = args.picture.read_bytes()
-            print(f"{args.requests} sequential requests per row, one client, {cpu()}")
+            print(f"{args.requests} sequential requests per row, one client, {cpu_description()}")
             print("| request | p50 ms | p90 ms | p99 ms | max ms |\n|---|---|---|---|---|")
             for label, query in (("POST /predict", ""), ("POST /predict?steps=true", "?steps=true")):
                 ms = measure(client, f"{url}/predict{query}", picture, args.requests)

@@ -29,7 +29,7 @@ def test_bench_runs_and_writes_comparable_json(tmp_path: Path, capsys: pytest.Ca
     report = _bench().main(["--cases", "lstm1x128-rows", "gru2x128-rows", "--samples", "256", "--reps", "1",
                             "--out", str(out)])  # fmt: skip
     assert json.loads(out.read_text()) == json.loads(json.dumps(report))
-    assert {"platform", "cpus", "tensorflow", "keras"} <= set(report["machine"])
+    assert {"platform", "cpu", "cpus", "tensorflow", "keras"} <= set(report["machine"])
     names = [case["name"] for case in report["cases"]]
     assert names == ["lstm1x128-rows", "gru2x128-rows"]
     for case in report["cases"]:

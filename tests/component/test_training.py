@@ -46,6 +46,9 @@ def test_training_learns_and_writes_the_run(tiny_config: Path, tmp_path: Path) -
     )
     assert load_config(run / "config.yaml") == load_config(tiny_config, ("train.epochs=5",))
     assert metrics["execution"] == {"fused": False, "xla": False}  # too short a run to repay XLA's compile
+    from mnist_rnn.execution import cpu_description
+
+    assert metrics["cpu"] == cpu_description() and "AVX" in metrics["cpu"]  # the model and its extensions
 
 
 def test_eval_agrees_with_the_metrics_of_training(tiny_config: Path, tmp_path: Path) -> None:

@@ -37,7 +37,7 @@ def test_train_writes_every_file_of_the_run_directory(smoke_run: Path) -> None:
     header = (smoke_run / "history.csv").read_text().splitlines()[0]
     assert header == "epoch,loss,accuracy,val_loss,val_accuracy,lr,seconds"
     command = (smoke_run / "command.txt").read_text()
-    for key in ("command: mnist-rnn train", "tensorflow:", "keras:", "python:", "device:"):
+    for key in ("command: mnist-rnn train", "tensorflow:", "keras:", "python:", "device:", "cpu:"):
         assert key in command
     metrics = json.loads((smoke_run / "metrics.json").read_text())
     for key in ("best_val_accuracy", "best_epoch", "test_accuracy", "train_seconds", "samples_per_second"):
