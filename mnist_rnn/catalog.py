@@ -76,8 +76,7 @@ def run_status(run_dir: Path) -> tuple[str, str | None]:
     if (run_dir / runs.METRICS).is_file():
         runs.read_json(run_dir / runs.METRICS)  # a damaged file is an error, not a finished run
         return "finished", None
-    recorded = runs.read_json(run_dir / runs.STATUS) if (run_dir / runs.STATUS).is_file() else {}
-    if recorded.get("status") == "failed":
+    if runs.read_status(run_dir).get("status") == "failed":
         return "failed", None
     try:
         runs.find_checkpoint(run_dir, "last")
@@ -90,7 +89,7 @@ def summarize(run_dir: Path, root: Path) -> RunSummary:
     cfg = runs.read_run_config(run_dir)
     status, resume = run_status(run_dir)
     metrics = runs.read_json(run_dir / runs.METRICS) if status == "finished" else {}
-    recorded = runs.read_json(run_dir / runs.STATUS) if (run_dir / runs.STATUS).is_file() else {}
+    recorded = runs.read_status(run_dir)
     history = runs.read_history(run_dir) if (run_dir / runs.HISTORY).is_file() else []
     val = [float(row["val_accuracy"]) for row in history if row.get("val_accuracy")]
     wall = metrics.get("train_seconds") or (

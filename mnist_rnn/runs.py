@@ -146,9 +146,14 @@ def read_history(run_dir: Path) -> list[dict[str, str]]:
 def write_status(run_dir: Path, status: str, **facts: Any) -> None:
     """The run's lifecycle: `running` when training starts, then `finished`, `interrupted` or `failed`
     (a kill -9 leaves `running` behind a dead lock, which `runs list` reports as interrupted)."""
+    record = {**read_status(run_dir), **facts, "status": status, "updated": _now()}
+    atomic_write_json(run_dir / STATUS, record)
+
+
+def read_status(run_dir: Path) -> dict[str, Any]:
+    """status.json, or {} for a run made before runs recorded their status."""
     path = run_dir / STATUS
-    previous = read_json(path) if path.is_file() else {}
-    atomic_write_json(path, {**previous, **facts, "status": status, "updated": _now()})
+    return read_json(path) if path.is_file() else {}
 
 
 def read_json(path: Path) -> dict[str, Any]:

@@ -152,10 +152,7 @@ def _trial_state(run_dir: Path) -> str:
     """finished | failed | resumable (it has a checkpoint) | fresh (start it; anew if killed early)."""
     if (run_dir / runs.METRICS).is_file():
         return "finished"
-    recorded = (
-        runs.read_json(run_dir / runs.STATUS).get("status") if (run_dir / runs.STATUS).is_file() else None
-    )
-    if recorded == "failed":
+    if runs.read_status(run_dir).get("status") == "failed":
         return "failed"
     try:
         runs.find_checkpoint(run_dir, "last")  # `last`, or the previous one a crash left beside it
