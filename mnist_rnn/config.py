@@ -13,9 +13,19 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PositiveFloat, PositiveInt
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PositiveFloat,
+    PositiveInt,
+    model_validator,
+)
 
-from mnist_rnn.data import LAYOUT_SHAPES, TEST_SIZE, TRAIN_POOL, Layout, Source
+from mnist_rnn.data import TEST_SIZE, TRAIN_POOL, Source
+from mnist_rnn.layouts import LAYOUT_SHAPES, PERMUTED_LAYOUTS, Layout
 
 Key = tuple[str | int, ...]  # a location in the config: ("model", "units", 1)
 
@@ -36,6 +46,16 @@ class Cell(StrEnum):
     lstm = "lstm"
     gru = "gru"
     simple_rnn = "simple_rnn"
+    janet = "janet"  # the forget-gate-only LSTM (van der Westhuizen & Lasenby 2018), mnist_rnn.janet
+
+
+class ForgetBias(StrEnum):
+    unit = "unit"  # forget-gate bias 1 (Keras's unit_forget_bias); the LSTM's default
+    chrono = "chrono"  # b_f ~ log U(1, T_max - 1), LSTM b_i = -b_f (Tallec & Ollivier 2018); JANET's default
+
+
+# The cells with a forget gate, and the initialisation each gets when model.forget_bias is left out.
+FORGET_BIAS_DEFAULTS = {Cell.lstm: ForgetBias.unit, Cell.janet: ForgetBias.chrono}
 
 
 class Head(StrEnum):
@@ -80,6 +100,16 @@ class DataConfig(_Frozen):
     limit_test: Annotated[int, Field(gt=0, le=TEST_SIZE)] | None = None
     chunk_steps: PositiveInt | None = None  # stateful TBPTT: cut each sequence into chunks of N steps
     download: bool = False  # source: tfds only; never download unless the user allows it
+    permutation_seed: Annotated[int, Field(ge=0, lt=2**32)] | None = None  # permuted_pixels; left out: 0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_permutation(cls, data: Any) -> Any:
+        # Written out (0) in a permuted run's config.yaml, so the order a model reads is on record.
+        permuted = isinstance(data, dict) and data.get("layout") in PERMUTED_LAYOUTS
+        if permuted and data.get("permutation_seed") is None:
+            return {**data, "permutation_seed": 0}
+        return data
 
 
 class ModelConfig(_Frozen):
@@ -91,6 +121,17 @@ class ModelConfig(_Frozen):
     projection: PositiveInt | None = None
     head: Head = Head.last
     lstm_kernel: LstmKernel = LstmKernel.auto
+    forget_bias: ForgetBias | None = None  # left out: the cell's default (FORGET_BIAS_DEFAULTS)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_forget_bias(cls, data: Any) -> Any:
+        # Resolved here, so a run's config.yaml says which initialisation it used.
+        if isinstance(data, dict) and data.get("forget_bias") is None:
+            cell = data.get("cell", Cell.lstm)
+            if cell in FORGET_BIAS_DEFAULTS:
+                return {**data, "forget_bias": FORGET_BIAS_DEFAULTS[Cell(cell)]}
+        return data
 
 
 class TrainConfig(_Frozen):
@@ -138,7 +179,7 @@ class Config(_Frozen):
 
 def cross_key_violation(cfg: Config) -> tuple[Key, str] | None:
     """The first rule that spans keys and that `cfg` breaks: (the key that has to change, why), or None."""
-    for check in (_data_rules, _stateful_rules):
+    for check in (_data_rules, _model_rules, _stateful_rules):
         if (found := check(cfg)) is not None:
             return found
     return None
@@ -159,6 +200,24 @@ def _data_rules(cfg: Config) -> tuple[Key, str] | None:
         )
     if data.dir is not None and data.source in (Source.embedded, Source.synthetic):
         return ("data", "dir"), f"is only read by source idx or tfds, but data.source is {data.source}"
+    return None
+
+
+def _model_rules(cfg: Config) -> tuple[Key, str] | None:
+    data, model = cfg.data, cfg.model
+    if data.permutation_seed is not None and data.layout not in PERMUTED_LAYOUTS:
+        return ("data", "permutation_seed"), (
+            f"only permuted layouts read pixels in a permuted order, but data.layout is {data.layout}; "
+            "use layout: permuted_pixels or remove permutation_seed"
+        )
+    if model.forget_bias is not None and model.cell not in FORGET_BIAS_DEFAULTS:
+        return ("model", "forget_bias"), (
+            f"model.cell: {model.cell} has no forget gate; use lstm or janet, or remove forget_bias"
+        )
+    if model.cell is Cell.janet and model.recurrent_dropout > 0:
+        return ("model", "recurrent_dropout"), (
+            "the janet cell has no recurrent dropout; use model.dropout (between layers) or set it to 0"
+        )
     return None
 
 

@@ -23,13 +23,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from mnist_rnn.errors import DataError
+from mnist_rnn.layouts import IMAGE_SHAPE, input_permutation, make_sequences, to_model_order
 
 if TYPE_CHECKING:  # the schema imports this module's facts, so it is read here for types only
     from mnist_rnn.config import DataConfig
 
 # MNIST's facts: the schema validates against them, the builders and scorers read them.
 NUM_CLASSES = 10
-IMAGE_SHAPE = (28, 28)
 TRAIN_POOL = 60_000  # images in MNIST's training file; validation is carved out of these
 TEST_SIZE = 10_000
 DATA_DIR_ENV = "MNIST_RNN_DATA_DIR"
@@ -40,14 +40,6 @@ class Source(StrEnum):
     idx = "idx"  # IDX files (gzip or raw) from data.dir or $MNIST_RNN_DATA_DIR
     tfds = "tfds"  # tensorflow-datasets
     synthetic = "synthetic"  # class-dependent noise for tests; never chosen unless asked for
-
-
-class Layout(StrEnum):
-    rows = "rows"  # 28 steps of 28 features, one image row per step
-    pixels = "pixels"  # 784 steps of 1 feature, one pixel per step (pixel MNIST)
-
-
-LAYOUT_SHAPES = {Layout.rows: (28, 28), Layout.pixels: (784, 1)}  # (steps, features)
 
 
 def training_images(cfg: DataConfig) -> int:
@@ -264,22 +256,6 @@ def _load_synthetic(cfg: DataConfig, seed: int) -> dict[str, np.ndarray]:
     return {"train_images": x_tr, "train_labels": y_tr, "test_images": x_te, "test_labels": y_te}
 
 
-# ---------------------------------------------------------------------------------------- layout
-
-
-def sequence_shape(layout: Layout | str) -> tuple[int, int]:
-    """(steps, features) of one image in `layout`."""
-    return LAYOUT_SHAPES[Layout(layout)]
-
-
-def make_sequences(images: np.ndarray, layout: Layout | str) -> np.ndarray:
-    """(N, 28, 28) uint8 images -> (N, steps, features) float32 in [0, 1]."""
-    x = images.astype(np.float32) / np.float32(255.0)
-    if Layout(layout) is Layout.rows:
-        return x  # (N, 28, 28): step t is image row t
-    return x.reshape(len(x), 28 * 28, 1)  # pixels: (N, 784, 1), row-major scan
-
-
 def load_dataset(cfg: DataConfig, seed: int) -> Dataset:
     """Read the source named by `cfg`, hold out validation, apply limits and the sequence layout.
 
@@ -302,15 +278,18 @@ def load_dataset(cfg: DataConfig, seed: int) -> Dataset:
     fit_end = min(n_fit, cfg.limit_train) if cfg.limit_train else n_fit
     n_test = min(len(arrays["test_labels"]), cfg.limit_test or TEST_SIZE)
 
+    order = input_permutation(cfg)  # the same for train, validation and test
+
     def split(imgs: np.ndarray, labs: np.ndarray) -> Split:
-        return Split(make_sequences(imgs, cfg.layout), labs.astype(np.int32))
+        return Split(to_model_order(make_sequences(imgs, cfg.layout), order), labs.astype(np.int32))
 
     train = split(images[:fit_end], labels[:fit_end])
     val = split(images[n_fit:], labels[n_fit:]) if cfg.validation else None
     test = split(arrays["test_images"][:n_test], arrays["test_labels"][:n_test])
     kind = "synthetic (NOT MNIST)" if cfg.source is Source.synthetic else f"MNIST ({cfg.source})"
+    permuted = f" (permutation_seed {cfg.permutation_seed or 0})" if order is not None else ""
     description = (
-        f"{kind}, layout {cfg.layout}: {len(train)} train / {len(val) if val else 0} val / "
+        f"{kind}, layout {cfg.layout}{permuted}: {len(train)} train / {len(val) if val else 0} val / "
         f"{len(test)} test, sequences of {train.x.shape[1]} steps x {train.x.shape[2]} features"
     )
     return Dataset(train=train, val=val, test=test, description=description)

@@ -14,8 +14,9 @@ import numpy as np
 
 from mnist_rnn import runs
 from mnist_rnn.config import Config
-from mnist_rnn.data import IMAGE_SHAPE, NUM_CLASSES, Split, load_dataset, sequence_shape
+from mnist_rnn.data import NUM_CLASSES, Split, load_dataset
 from mnist_rnn.errors import RunError
+from mnist_rnn.layouts import IMAGE_SHAPE, Layout, input_permutation, sequence_shape, to_images
 from mnist_rnn.model import build_twin
 from mnist_rnn.plots import CONFUSION, ERRORS, EXPLAIN, plot_confusion, plot_errors, plot_explain
 from mnist_rnn.streaming import Streamer
@@ -107,7 +108,7 @@ def evaluate_run(
         "data": dataset.description,
         **asdict(scores_from_probabilities(probs, target.y)),
     }
-    images = np.round(target.x.reshape(len(target), *IMAGE_SHAPE) * 255).astype(np.uint8)
+    images = to_images(target.x, cfg.data.layout, input_permutation(cfg.data))
     title = f"{split} split, checkpoint {checkpoint} (epoch {state.get('epoch')})"
     pictures = [
         plot_confusion(report["confusion_matrix"], report["per_class_accuracy"], title, run_dir / CONFUSION),
@@ -115,11 +116,20 @@ def evaluate_run(
     ]
     if streamer is not None:
         steps = np.stack([streamer.stream(x) for x in target.x[:explain]])  # (N, 28, 10)
-        unit = "image rows" if sequence_shape(cfg.data.layout)[0] == IMAGE_SHAPE[0] else "rows of pixels"
+        unit = _EXPLAIN_UNITS[cfg.data.layout]
         pictures.append(plot_explain(images[:explain], steps, target.y[:explain], unit, run_dir / EXPLAIN))
     report["pictures"] = [str(p) for p in pictures]
     runs.write_metrics(run_dir, report, runs.EVAL)
     return report
+
+
+# What one of the 28 streaming calls reads, for the explain figure's axis.
+_EXPLAIN_UNITS = {
+    Layout.rows: "image rows",
+    Layout.columns: "image columns",
+    Layout.pixels: "rows of pixels",
+    Layout.permuted_pixels: "blocks of 28 permuted pixels",
+}
 
 
 def _explainer(cfg: Config, model: keras.Model, explain: int) -> Streamer | None:

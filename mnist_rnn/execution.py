@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING
 
 from mnist_rnn import __version__
 from mnist_rnn.config import Cell, Config, Device, Jit, Key, LstmKernel, ModelConfig
-from mnist_rnn.data import LAYOUT_SHAPES, training_images
+from mnist_rnn.data import training_images
 from mnist_rnn.errors import DeviceError
+from mnist_rnn.layouts import LAYOUT_SHAPES
 from mnist_rnn.model import uses_fused_lstm
 
 if TYPE_CHECKING:
@@ -187,8 +188,8 @@ def fused_kernel_violation(cfg: Config) -> tuple[Key, str] | None:
 def cudnn_blockers(cfg: ModelConfig) -> list[str]:
     """The config choices that stop Keras from using the cuDNN kernel on a GPU."""
     reasons = []
-    if cfg.cell is Cell.simple_rnn:
-        reasons.append("model.cell: simple_rnn has no cuDNN kernel")
+    if cfg.cell in (Cell.simple_rnn, Cell.janet):
+        reasons.append(f"model.cell: {cfg.cell} has no cuDNN kernel")
     if cfg.recurrent_dropout > 0:
         reasons.append(f"model.recurrent_dropout={cfg.recurrent_dropout} (cuDNN needs 0)")
     return reasons

@@ -20,11 +20,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from mnist_rnn.config import Cell, Head, ModelConfig
+import numpy as np
+
+from mnist_rnn.config import Cell, ForgetBias, Head, ModelConfig
 
 if TYPE_CHECKING:
     import keras
-    import numpy as np
 
 NUM_CLASSES = 10
 
@@ -45,6 +46,11 @@ def _recurrent_layer(
         from mnist_rnn.fused_lstm import FusedLSTM
 
         return FusedLSTM(units, return_sequences=return_sequences, name=name)
+    if cfg.cell is Cell.janet:
+        from mnist_rnn.layers import janet
+
+        layer = janet(units, return_sequences=return_sequences, stateful=stateful, unroll=unroll, name=name)
+        return keras.layers.Bidirectional(layer, name=f"bi_{name}") if cfg.bidirectional else layer
 
     layer_type = {
         Cell.lstm: keras.layers.LSTM,
@@ -52,6 +58,8 @@ def _recurrent_layer(
         Cell.simple_rnn: keras.layers.SimpleRNN,
     }
     extra: dict[str, object] = {"unroll": unroll, "stateful": stateful}
+    if cfg.cell is Cell.lstm:  # chrono overwrites the bias after the build (`_chrono_bias`)
+        extra["unit_forget_bias"] = cfg.forget_bias is not ForgetBias.chrono
     if cpu_safe and cfg.cell is not Cell.simple_rnn:
         extra["use_cudnn"] = False  # never trace the cuDNN kernel into an exported graph
     layer = layer_type[cfg.cell](
@@ -74,13 +82,15 @@ def build_model(
     unroll: bool = False,
     stateful: bool = False,
     fused: bool = False,
+    sequence_steps: int | None = None,
 ) -> keras.Model:
     """Build (not compile) the classifier for sequences of shape `input_shape` = (steps, features).
 
     `cpu_safe`, `unroll` and a fixed `batch_size` build the serving twins used by export: the same
     layers and weight layout, but a graph with no cuDNN op (SavedModel) or no loop (TFLite). `stateful`
     (with a fixed `batch_size`) carries each sample's final state into the next batch. `fused` uses
-    `FusedLSTM` for the LSTM layers (the caller checks `config.fused_lstm_blockers`).
+    `FusedLSTM` for the LSTM layers (the caller checks `config.fused_lstm_blockers`). `sequence_steps` is
+    the whole sequence's length where `input_shape` is a chunk of it (chrono's T_max).
     """
     import keras
 
@@ -101,7 +111,46 @@ def build_model(
     if cfg.dropout:
         x = keras.layers.Dropout(cfg.dropout, name="dropout_head")(x)
     outputs = keras.layers.Dense(NUM_CLASSES, activation="softmax", name="probabilities")(x)
-    return keras.Model(inputs, outputs, name=f"{cfg.cell}_{'x'.join(map(str, cfg.units))}")
+    model = keras.Model(inputs, outputs, name=f"{cfg.cell}_{'x'.join(map(str, cfg.units))}")
+    if cfg.forget_bias is ForgetBias.chrono:
+        for bias in _recurrent_biases(model):
+            bias.assign(chrono_bias(cfg.cell, int(bias.shape[0]), sequence_steps or input_shape[0]))
+    return model
+
+
+def chrono_bias(cell: Cell, size: int, t_max: int, rng: np.random.Generator | None = None) -> np.ndarray:
+    """Chrono initialisation (Tallec & Ollivier 2018) of one layer's bias vector of `size` values.
+
+    b_f ~ log U(1, T_max - 1) with T_max the sequence length, so forget gates start with memory time
+    constants spread over the whole sequence; for an LSTM (bias [i, f, c, o]) also b_i = -b_f, the rest 0;
+    for JANET (bias [f, c]) the candidate's bias stays 0. Drawn from NumPy's global generator, which
+    `execution.seed_everything` seeds, unless `rng` is given.
+    """
+    gates = 4 if cell is Cell.lstm else 2
+    units = size // gates
+    draw = (rng or np.random).uniform(1.0, max(t_max - 1, 1) + 1e-7, units)
+    forget = np.log(draw).astype(np.float32)
+    bias = np.zeros(size, np.float32)
+    if cell is Cell.lstm:
+        bias[:units], bias[units : 2 * units] = -forget, forget
+    else:
+        bias[:units] = forget
+    return bias
+
+
+def _recurrent_biases(model: keras.Model) -> list[Any]:
+    """Each recurrent layer's bias variable (both directions of a bidirectional one)."""
+    import keras
+
+    biases = []
+    for layer in model.layers:
+        bidirectional = isinstance(layer, keras.layers.Bidirectional)
+        for rnn in [layer.forward_layer, layer.backward_layer] if bidirectional else [layer]:
+            if isinstance(rnn, keras.layers.RNN):  # LSTM and JANET keep their weights in the cell
+                biases.append(rnn.cell.bias)
+            elif type(rnn).__name__ == "FusedLSTM":
+                biases.append(rnn.bias)
+    return biases
 
 
 def uses_fused_lstm(model: keras.Model) -> bool:
@@ -141,8 +190,14 @@ def build_twin(
     - `unroll=True` with a fixed batch: no loop in the graph (TFLite builtin ops).
     The stock Keras layers are always used (never the fused kernel): artefacts load without our code.
     """
+    # The weights are set below: no initialisation to draw (chrono would use up random numbers).
     twin = build_model(
-        cfg, input_shape, batch_size=batch_size, cpu_safe=cpu_safe, unroll=unroll, stateful=stateful
+        cfg.model_copy(update={"forget_bias": None}),
+        input_shape,
+        batch_size=batch_size,
+        cpu_safe=cpu_safe,
+        unroll=unroll,
+        stateful=stateful,
     )
     twin.set_weights(weights)
     return twin

@@ -19,13 +19,15 @@ from typing import Any
 import numpy as np
 
 from mnist_rnn import runs
+from mnist_rnn.artefacts import Predictor
 from mnist_rnn.config import Layout
-from mnist_rnn.data import IMAGE_SHAPE, make_sequences, read_idx
+from mnist_rnn.data import read_idx
 from mnist_rnn.errors import DataError, RunError
 from mnist_rnn.evaluate import inference_model
 from mnist_rnn.evaluate import predict as keras_predict
-from mnist_rnn.export import MANIFEST, Predictor, load_artefact
+from mnist_rnn.export import MANIFEST, load_artefact
 from mnist_rnn.images import prepare_digit
+from mnist_rnn.layouts import IMAGE_SHAPE, input_permutation, make_sequences, to_model_order
 
 _IDX_IMAGES_MAGIC = (2051).to_bytes(4, "big")
 
@@ -74,16 +76,19 @@ def read_inputs(
 
 
 def load_predictor(source: Path) -> tuple[Predictor, Layout, str]:
-    """A run directory (its best checkpoint) or an export folder (its artefact, in its own runtime)."""
+    """A run directory (its best checkpoint) or an export folder (its artefact, in its own runtime).
+
+    Either predictor takes sequences in the layout's plain order (`make_sequences`): a run's applies its
+    permutation here, an artefact inside its own graph."""
     if (source / MANIFEST).is_file():
         manifest, predictor = load_artefact(source)
         return predictor, Layout(manifest["preprocessing"]["layout"]), f"{manifest['format']} export {source}"
     run_dir, checkpoint = runs.resolve_run_dir(source)
     cfg = runs.read_run_config(run_dir)
     model = inference_model(cfg, runs.load_checkpoint(run_dir, checkpoint)[0])
-    batch = cfg.train.eval_batch_size
+    batch, order = cfg.train.eval_batch_size, input_permutation(cfg.data)
     return (
-        lambda x: keras_predict(model, x, batch),
+        lambda x: keras_predict(model, to_model_order(x, order), batch),
         cfg.data.layout,
         f"checkpoint {checkpoint} of {run_dir}",
     )

@@ -2,6 +2,7 @@
 
     runs/<YYYYmmdd-HHMMSS>-<name>/
       config.yaml        resolved config (rerun with `mnist-rnn train --config runs/.../config.yaml`)
+      permutation.json   permuted layouts only: the order the model reads the 784 pixels in
       command.txt        command line, versions, device
       checkpoints/last/  model.keras (weights + optimizer) and state.json, after every epoch
       checkpoints/best/  the same, for the best validation accuracy
@@ -32,11 +33,13 @@ from typing import TYPE_CHECKING, Any
 from mnist_rnn.config import Config
 from mnist_rnn.config_files import dump_config, load_config
 from mnist_rnn.errors import RunError
+from mnist_rnn.layouts import input_permutation
 
 if TYPE_CHECKING:
     import keras
 
 CONFIG = "config.yaml"
+PERMUTATION = "permutation.json"
 COMMAND = "command.txt"
 HISTORY = "history.csv"
 METRICS = "metrics.json"
@@ -116,6 +119,11 @@ def create_run_dir(path: Path) -> Path:
 
 def write_config(run_dir: Path, cfg: Config) -> None:
     atomic_write_text(run_dir / CONFIG, dump_config(cfg))
+    order = input_permutation(cfg.data)
+    if order is not None:  # part of the model's input contract: kept beside the config, for any reader
+        atomic_write_json(
+            run_dir / PERMUTATION, {"seed": cfg.data.permutation_seed, "order": [int(i) for i in order]}
+        )
 
 
 def write_command(run_dir: Path, argv: Sequence[str], facts: dict[str, str]) -> None:
@@ -243,6 +251,7 @@ def load_checkpoint(
     import keras
 
     import mnist_rnn.fused_lstm  # noqa: F401  (registers FusedLSTM for loading)
+    import mnist_rnn.layers  # noqa: F401  (and JANETCell)
 
     problems = []
     for path in _candidates(run_dir, which) or [find_checkpoint(run_dir, which)]:

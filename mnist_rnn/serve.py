@@ -30,10 +30,10 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mnist_rnn import runs
-from mnist_rnn.data import IMAGE_SHAPE, make_sequences, sequence_shape
 from mnist_rnn.errors import MnistRnnError
 from mnist_rnn.export import MANIFEST
 from mnist_rnn.images import prepare_digit
+from mnist_rnn.layouts import IMAGE_SHAPE, make_sequences, sequence_shape
 from mnist_rnn.predict import load_predictor
 from mnist_rnn.streaming import Streamer
 

@@ -19,7 +19,7 @@ from rich.progress import Progress
 
 from mnist_rnn import runs
 from mnist_rnn.config import Config
-from mnist_rnn.data import Dataset, sequence_shape
+from mnist_rnn.data import Dataset
 from mnist_rnn.execution import (
     Execution,
     announce_device,
@@ -28,6 +28,7 @@ from mnist_rnn.execution import (
     running_execution,
     seed_everything,
 )
+from mnist_rnn.layouts import sequence_shape
 from mnist_rnn.loop import CheckpointClock, EpochShape, StopRequest, compile_model
 from mnist_rnn.model import build_model
 from mnist_rnn.state import TrainingState, load_training_state
@@ -136,6 +137,7 @@ def _new_model(cfg: Config, execution: Execution) -> keras.Model:
         batch_size=cfg.train.batch_size if stateful else None,
         stateful=stateful,
         fused=execution.fused,
+        sequence_steps=steps,
     )
     compile_model(model, cfg.train, execution.xla)
     return model

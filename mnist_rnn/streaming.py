@@ -19,8 +19,8 @@ import numpy as np
 
 from mnist_rnn import runs
 from mnist_rnn.config import Head, ModelConfig
-from mnist_rnn.data import sequence_shape
 from mnist_rnn.errors import ConfigError
+from mnist_rnn.layouts import input_permutation, sequence_shape, to_model_order
 from mnist_rnn.model import build_twin, reset_states
 
 if TYPE_CHECKING:
@@ -31,7 +31,12 @@ class Streamer:
     """A batch-1 stateful copy of a trained model that consumes `chunk_steps` time steps per call."""
 
     def __init__(
-        self, cfg: ModelConfig, weights: list[np.ndarray], features: int, chunk_steps: int = 1
+        self,
+        cfg: ModelConfig,
+        weights: list[np.ndarray],
+        features: int,
+        chunk_steps: int = 1,
+        order: np.ndarray | None = None,
     ) -> None:
         if cfg.head is not Head.last:
             raise ConfigError("streaming needs model.head: last (a mean over time is only known at the end)")
@@ -40,6 +45,7 @@ class Streamer:
                 "streaming cannot run a bidirectional model: it reads the sequence backwards too"
             )
         self.chunk_steps = chunk_steps
+        self.order = order  # permuted layouts: `stream` takes plain pixels and reads them in this order
         self.model: keras.Model = build_twin(
             cfg, weights, (chunk_steps, features), batch_size=1, stateful=True
         )
@@ -54,20 +60,24 @@ class Streamer:
         run = Path(run_dir)
         cfg = runs.read_run_config(run)
         model, _ = runs.load_checkpoint(run, checkpoint)
-        return cls(cfg.model, model.get_weights(), sequence_shape(cfg.data.layout)[1], chunk_steps)
+        features = sequence_shape(cfg.data.layout)[1]
+        return cls(cfg.model, model.get_weights(), features, chunk_steps, input_permutation(cfg.data))
 
     def reset(self) -> None:
         """Forget the sequence so far (call before each new image)."""
         reset_states(self.model)
 
     def step(self, chunk: np.ndarray) -> np.ndarray:
-        """chunk (chunk_steps, features) -> class probabilities (10,) given everything fed so far."""
+        """chunk (chunk_steps, features), in the order the model reads -> class probabilities (10,) given
+        everything fed so far."""
         x = np.asarray(chunk, dtype=np.float32).reshape(1, self.chunk_steps, -1)
         return np.asarray(self._step(x))[0]
 
     def stream(self, sequence: np.ndarray) -> np.ndarray:
-        """A whole sequence (steps, features), chunk by chunk from a reset: probabilities after each chunk."""
+        """A whole sequence (steps, features), chunk by chunk from a reset: probabilities after each chunk.
+        The sequence is in the layout's plain order; a permuted model's streamer permutes it first."""
         self.reset()
+        sequence = to_model_order(np.asarray(sequence)[None], self.order)[0]
         steps = len(sequence)
         if steps % self.chunk_steps:
             raise ValueError(f"{steps} steps do not divide into chunks of {self.chunk_steps}")

@@ -270,7 +270,7 @@ def timed(fn: Callable[[], Any]) -> float:
 
 
 def run_case(case: Case, images: np.ndarray, labels: np.ndarray, reps: int, device: str) -> dict[str, Any]:
-    from mnist_rnn.data import make_sequences
+    from mnist_rnn.layouts import make_sequences
 
     x_all = make_sequences(images, case.layout)
     x, y = x_all[: case.train_samples], labels[: case.train_samples]

@@ -34,7 +34,8 @@ DEVICE = "/CPU:0"
 
 
 def _data(samples: int) -> tuple[np.ndarray, np.ndarray]:
-    from mnist_rnn.data import load_embedded, make_sequences
+    from mnist_rnn.data import load_embedded
+    from mnist_rnn.layouts import make_sequences
 
     arrays = load_embedded()
     x = make_sequences(arrays["train_images"][:samples], "rows")

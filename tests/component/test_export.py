@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from mnist_rnn import export, runs
+from mnist_rnn.artefacts import tflite_interpreter
 from mnist_rnn.config_files import load_config
 from mnist_rnn.data import load_dataset
 from mnist_rnn.errors import ExportError
@@ -49,7 +50,7 @@ def test_dynamic_quantized_tflite_keeps_the_class(synthetic_run: Path) -> None:
 
 def test_tflite_uses_builtin_ops_only(synthetic_run: Path) -> None:
     export.export_run(synthetic_run, "tflite")
-    interpreter = export.tflite_interpreter(synthetic_run / "export" / "tflite" / "model.tflite")
+    interpreter = tflite_interpreter(synthetic_run / "export" / "tflite" / "model.tflite")
     ops = {op["op_name"] for op in interpreter._get_ops_details()}
     assert ops and not ops & {"CUSTOM", "FlexDelegate", "WHILE", "READ_VARIABLE"}, ops
 

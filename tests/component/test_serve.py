@@ -73,7 +73,8 @@ def test_steps_give_the_probabilities_after_each_row_ending_on_the_answer(
 
 
 def test_a_json_array_is_used_as_mnist_like_input(client: TestClient, smoke_run: Path) -> None:
-    from mnist_rnn.data import load_embedded, make_sequences
+    from mnist_rnn.data import load_embedded
+    from mnist_rnn.layouts import make_sequences
     from mnist_rnn.predict import load_predictor
 
     digit = load_embedded()["test_images"][0]

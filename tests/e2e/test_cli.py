@@ -186,8 +186,8 @@ def test_predict_classifies_images_like_the_model_and_reports_bad_files(
     smoke_run: Path, tmp_path: Path
 ) -> None:
     from mnist_rnn import runs
-    from mnist_rnn.data import make_sequences
     from mnist_rnn.evaluate import predict
+    from mnist_rnn.layouts import make_sequences
 
     files, images = _digit_files(tmp_path)
     junk = tmp_path / "notes.txt"

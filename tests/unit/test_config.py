@@ -75,7 +75,7 @@ BROKEN = [
     ("model:\n  unitz: [1]\n", [], "model.unitz: unknown key; did you mean 'units'?"),
     ("train:\n  epochs: many\n", [], "train.epochs: must be a valid integer"),
     ("model:\n  units: [64, -3]\n", [], "model.units[1]: must be a positive integer, got -3 (line 2)"),
-    ("model:\n  cell: transformer\n", [], "model.cell: must be 'lstm', 'gru' or 'simple_rnn'"),
+    ("model:\n  cell: transformer\n", [], "model.cell: must be 'lstm', 'gru', 'simple_rnn' or 'janet'"),
     ("model:\n  units: [64\n", [], "invalid YAML (line 3"),
     ("", [], "the config file is empty"),
     ("- a\n- b\n", [], "the top level must be a mapping"),

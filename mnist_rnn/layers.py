@@ -1,0 +1,92 @@
+"""mnist-rnn's own Keras 3 layers, registered as serialisable under the package name `mnist_rnn`.
+
+- `JANETCell`: the forget-gate-only LSTM ("JANET", van der Westhuizen & Lasenby 2018, "The unreasonable
+  effectiveness of the forget gate"), a cell for `keras.layers.RNN`, so stacking, `Bidirectional`,
+  `stateful`, `unroll` and masking are Keras's own:
+
+      s_t  = W_f x_t + U_f h_{t-1} + b_f
+      c~_t = tanh(W_c x_t + U_c h_{t-1} + b_c)
+      c_t  = sigmoid(s_t) * c_{t-1} + (1 - sigmoid(s_t - beta)) * c~_t,      h_t = c_t,  beta = 1
+
+  Weights: `kernel` (features, 2u), `recurrent_kernel` (u, 2u), `bias` (2u,), each in the order
+  [forget, candidate]. The bias starts as [1, 0] (unit forget bias); `model.build_model` overwrites the
+  forget half for chrono initialisation.
+- `PermuteSteps`: reorders the time axis by a fixed permutation (a gather), the input step of permuted
+  pixel MNIST inside an exported model, so a server feeds plain pixels.
+
+A `.keras` file holding either layer loads where `mnist_rnn.layers` has been imported (the registration
+happens at import; `keras.saving.load_model` then needs no `custom_objects`). SavedModel, TFLite and ONNX
+artefacts are graphs of TensorFlow ops and need none of this code.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+from keras import ops
+
+JANET_BETA = 1.0  # the paper's shift: the input gate is slightly more closed than 1 - forget gate
+
+
+@keras.saving.register_keras_serializable(package="mnist_rnn")
+class JANETCell(keras.layers.Layer):
+    """One step of JANET: state and output are the cell `c` (units,)."""
+
+    def __init__(self, units: int, beta: float = JANET_BETA, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.units = units
+        self.beta = beta
+        self.state_size = units
+        self.output_size = units
+
+    def build(self, input_shape: tuple[int | None, ...]) -> None:
+        features, u = int(input_shape[-1]), self.units  # type: ignore[arg-type]
+        self.kernel = self.add_weight(shape=(features, 2 * u), initializer="glorot_uniform", name="kernel")
+        self.recurrent_kernel = self.add_weight(
+            shape=(u, 2 * u), initializer="orthogonal", name="recurrent_kernel"
+        )
+        self.bias = self.add_weight(shape=(2 * u,), initializer=_unit_forget_bias, name="bias")
+
+    def call(self, inputs: Any, states: Any, training: bool = False) -> tuple[Any, list[Any]]:
+        c_prev = states[0] if isinstance(states, list | tuple) else states
+        z = ops.matmul(inputs, self.kernel) + ops.matmul(c_prev, self.recurrent_kernel) + self.bias
+        s, candidate = z[:, : self.units], z[:, self.units :]
+        c = ops.sigmoid(s) * c_prev + (1.0 - ops.sigmoid(s - self.beta)) * ops.tanh(candidate)
+        return c, [c]
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "units": self.units, "beta": self.beta}
+
+
+def _unit_forget_bias(shape: tuple[int, ...], dtype: Any = None) -> Any:
+    half = shape[0] // 2
+    return ops.concatenate([ops.ones((half,), dtype=dtype), ops.zeros((half,), dtype=dtype)])
+
+
+def janet(units: int, *, return_sequences: bool, stateful: bool, unroll: bool, name: str) -> keras.layers.RNN:
+    """A JANET layer: Keras's RNN over `JANETCell` (what `model.cell: janet` builds)."""
+    return keras.layers.RNN(
+        JANETCell(units), return_sequences=return_sequences, stateful=stateful, unroll=unroll, name=name
+    )
+
+
+@keras.saving.register_keras_serializable(package="mnist_rnn")
+class PermuteSteps(keras.layers.Layer):
+    """(batch, steps, features) -> the same with step t taken from step `order[t]`: `take` along axis 1.
+
+    The order is a constant of the graph (a Gather op in SavedModel, TFLite and ONNX), not a weight.
+    """
+
+    def __init__(self, order: list[int], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.order = [int(i) for i in order]
+
+    def call(self, inputs: Any) -> Any:
+        return ops.take(inputs, ops.convert_to_tensor(self.order, dtype="int32"), axis=1)
+
+    def compute_output_shape(self, input_shape: tuple[int | None, ...]) -> tuple[int | None, ...]:
+        return input_shape
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "order": self.order}
