@@ -16,7 +16,7 @@ from mnist_rnn import runs
 from mnist_rnn.config import Config
 from mnist_rnn.data import NUM_CLASSES, Split, load_dataset
 from mnist_rnn.errors import RunError
-from mnist_rnn.layouts import IMAGE_SHAPE, Layout, input_permutation, sequence_shape, to_images
+from mnist_rnn.layouts import IMAGE_SHAPE, READ_PER_CALL, input_permutation, sequence_shape, to_images
 from mnist_rnn.model import build_twin
 from mnist_rnn.plots import CONFUSION, ERRORS, EXPLAIN, plot_confusion, plot_errors, plot_explain
 from mnist_rnn.streaming import Streamer
@@ -116,20 +116,11 @@ def evaluate_run(
     ]
     if streamer is not None:
         steps = np.stack([streamer.stream(x) for x in target.x[:explain]])  # (N, 28, 10)
-        unit = _EXPLAIN_UNITS[cfg.data.layout]
+        unit = READ_PER_CALL[cfg.data.layout]
         pictures.append(plot_explain(images[:explain], steps, target.y[:explain], unit, run_dir / EXPLAIN))
     report["pictures"] = [str(p) for p in pictures]
     runs.write_metrics(run_dir, report, runs.EVAL)
     return report
-
-
-# What one of the 28 streaming calls reads, for the explain figure's axis.
-_EXPLAIN_UNITS = {
-    Layout.rows: "image rows",
-    Layout.columns: "image columns",
-    Layout.pixels: "rows of pixels",
-    Layout.permuted_pixels: "blocks of 28 permuted pixels",
-}
 
 
 def _explainer(cfg: Config, model: keras.Model, explain: int) -> Streamer | None:

@@ -34,6 +34,13 @@ LAYOUT_SHAPES = {  # (steps, features)
     Layout.permuted_pixels: (784, 1),
 }
 PERMUTED_LAYOUTS = (Layout.permuted_pixels,)
+# What one of the 28 calls reads when a picture is streamed a 28th at a time (explain.png, serve's page).
+READ_PER_CALL = {
+    Layout.rows: "image rows",
+    Layout.columns: "image columns",
+    Layout.pixels: "rows of pixels",
+    Layout.permuted_pixels: "blocks of 28 permuted pixels",
+}
 
 
 def sequence_shape(layout: Layout | str) -> tuple[int, int]:

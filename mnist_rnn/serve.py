@@ -33,7 +33,7 @@ from mnist_rnn import runs
 from mnist_rnn.errors import MnistRnnError
 from mnist_rnn.export import MANIFEST
 from mnist_rnn.images import prepare_digit
-from mnist_rnn.layouts import IMAGE_SHAPE, make_sequences, sequence_shape
+from mnist_rnn.layouts import IMAGE_SHAPE, READ_PER_CALL, make_sequences, sequence_shape
 from mnist_rnn.predict import load_predictor
 from mnist_rnn.streaming import Streamer
 
@@ -53,7 +53,7 @@ class Classifier:
             steps = sequence_shape(self.layout)[0]  # a row is one step (rows) or 28 steps (pixels)
             try:
                 self.streamer = Streamer.from_run(run_dir, checkpoint, chunk_steps=steps // IMAGE_SHAPE[0])
-                self.streaming_note = "probabilities after each image row"
+                self.streaming_note = f"probabilities after each of the 28 {READ_PER_CALL[self.layout]}"
             except MnistRnnError as exc:  # a mean head or a bidirectional model cannot stream
                 self.streaming_note = str(exc)
         self._lock = threading.Lock()  # the streaming twin carries state from call to call

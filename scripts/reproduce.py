@@ -1,7 +1,7 @@
 """Train the sequential-MNIST benchmark's configs and print the results table beside the literature.
 
     python scripts/reproduce.py configs/benchmark/*_*.yaml                       # everything, to the end
-    python scripts/reproduce.py configs/benchmark/*_*.yaml --budget-minutes 8    # what fits, honestly labelled
+    python scripts/reproduce.py configs/benchmark/*_*.yaml --budget-minutes 8    # what fits, labelled
     python scripts/reproduce.py configs/benchmark/*_*.yaml --table-only --markdown docs/results.md
 
 Each config trains through `mnist_rnn.train.run_training` into `--root/<config name>/` (default
@@ -98,7 +98,8 @@ def table_row(run_dir: Path) -> dict[str, Any]:
 
 def markdown(rows: list[dict[str, Any]]) -> str:
     lines = [
-        "| task | config | cell | parameters | epochs | test accuracy | training time | machine | literature |",
+        "| task | config | cell | parameters | epochs | test accuracy | training time | machine "
+        "| literature |",
         "|---|---|---|---:|---|---:|---:|---|---|",
     ]
     for r in rows:
@@ -111,11 +112,17 @@ def markdown(rows: list[dict[str, Any]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("configs", nargs="+", type=Path)
     parser.add_argument("--root", type=Path, default=Path("runs/reproduce"), help="run directories (kept)")
-    parser.add_argument("--budget-minutes", type=float, help="per config: stop at the first epoch end after M")
-    parser.add_argument("--table-only", action="store_true", help="train nothing; tabulate the runs there are")
+    parser.add_argument(
+        "--budget-minutes", type=float, help="per config: stop at the first epoch end after M"
+    )
+    parser.add_argument(
+        "--table-only", action="store_true", help="train nothing; tabulate the runs there are"
+    )
     parser.add_argument("--markdown", type=Path, help="also write the table to this file")
     args = parser.parse_args(argv)
 
@@ -125,7 +132,9 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         run_dir = args.root / load_config(config).name
         if not args.table_only:
             try:
-                train_within_budget(config, args.root, args.budget_minutes and args.budget_minutes * 60, console)
+                train_within_budget(
+                    config, args.root, args.budget_minutes and args.budget_minutes * 60, console
+                )
             except MnistRnnError as exc:
                 console.print(f"{config}: {exc}")
         if (run_dir / "metrics.json").is_file():

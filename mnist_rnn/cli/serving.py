@@ -68,6 +68,7 @@ def serve_command(
 
     POST /predict takes a PNG/JPEG upload (multipart field `file`) or JSON {"image": 28x28 values 0..255}
     and answers with the class, its confidence and the ten probabilities, through the same preprocessing
-    and model as `mnist-rnn predict`; `?steps=true` adds the probabilities after each image row.
+    and model as `mnist-rnn predict`; `?steps=true` adds the probabilities after each 28th of the
+    sequence (each image row, for layout rows).
     """
     run(_serve, source, host, port)

@@ -18,10 +18,23 @@ def test_default_yaml_documents_exactly_the_schema_defaults() -> None:
     assert load_config(CONFIGS / "default.yaml") == Config()
 
 
-@pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", sorted(CONFIGS.rglob("*.yaml")), ids=lambda p: p.name)
 def test_every_shipped_config_is_valid(path: Path) -> None:
     cfg = load_config(path)
-    assert cfg.name == path.stem or path.stem == "default"
+    assert cfg.name == path.stem or path.stem in ("default", "_base")
+
+
+@pytest.mark.parametrize("task", ["row", "pixel", "permuted"])
+@pytest.mark.parametrize("cell", ["lstm", "gru", "janet"])
+def test_the_benchmark_configs_are_the_papers_settings(task: str, cell: str) -> None:
+    cfg = load_config(CONFIGS / "benchmark" / f"{task}_{cell}.yaml")
+    layout = {"row": "rows", "pixel": "pixels", "permuted": "permuted_pixels"}[task]
+    assert (cfg.data.layout, cfg.model.cell) == (layout, cell)
+    # the JANET code's: batch 200, Adam 1e-3 held constant, norm clipping 5, 100 epochs; 1x128 for pMNIST
+    assert (cfg.train.batch_size, cfg.train.learning_rate, cfg.train.clipnorm) == (200, 1e-3, 5.0)
+    assert (cfg.train.lr_schedule, cfg.train.epochs) == ("none", 100)
+    assert cfg.model.units == ((128,) if task == "permuted" else (128, 128))
+    assert cfg.model.forget_bias == {"lstm": "unit", "janet": "chrono", "gru": None}[cell]
 
 
 def test_shipped_configs_say_what_they_promise() -> None:

@@ -20,7 +20,14 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
 def janet_reference(x: np.ndarray, kernel: np.ndarray, recurrent: np.ndarray, bias: np.ndarray) -> np.ndarray:
     """The paper's equations, one step at a time, in float64: every step's c (= h)."""
     u = recurrent.shape[0]
-    w_f, w_c, u_f, u_c, b_f, b_c = kernel[:, :u], kernel[:, u:], recurrent[:, :u], recurrent[:, u:], bias[:u], bias[u:]
+    w_f, w_c, u_f, u_c, b_f, b_c = (
+        kernel[:, :u],
+        kernel[:, u:],
+        recurrent[:, :u],
+        recurrent[:, u:],
+        bias[:u],
+        bias[u:],
+    )
     c = np.zeros((x.shape[0], u))
     outputs = []
     for t in range(x.shape[1]):
@@ -84,7 +91,9 @@ def test_janet_gradients_match_finite_differences(rng: np.random.Generator) -> N
             assert grad.numpy().reshape(-1)[i] == pytest.approx((up - down) / (2 * eps), rel=1e-5, abs=1e-7)
 
 
-def test_a_janet_model_saves_and_loads_with_the_registered_layers(tmp_path: Path, rng: np.random.Generator) -> None:
+def test_a_janet_model_saves_and_loads_with_the_registered_layers(
+    tmp_path: Path, rng: np.random.Generator
+) -> None:
     import keras
 
     cfg = ModelConfig(cell="janet", units=(8, 8), bidirectional=True)

@@ -53,7 +53,9 @@ def test_permuted_sequences_are_the_plain_pixels_gathered(images: np.ndarray) ->
     assert plain.shape == (5, *LAYOUT_SHAPES[Layout.permuted_pixels])
     model_order = to_model_order(plain, order)
     for t in (0, 1, 500, 783):  # step t of the model's sequence is plain pixel order[t]
-        np.testing.assert_array_equal(model_order[:, t, 0], images.reshape(5, 784)[:, order[t]] / np.float32(255))
+        np.testing.assert_array_equal(
+            model_order[:, t, 0], images.reshape(5, 784)[:, order[t]] / np.float32(255)
+        )
     assert input_permutation(DataConfig(layout="pixels")) is None
 
 
@@ -77,7 +79,10 @@ def test_a_permuted_run_records_its_seed_and_a_plain_one_none() -> None:
         (["data.permutation_seed=3"], "data.permutation_seed: only permuted layouts"),
         (["model.cell=gru", "model.forget_bias=chrono"], "model.forget_bias: model.cell: gru has no forget"),
         (["model.cell=janet", "model.recurrent_dropout=0.1"], "the janet cell has no recurrent dropout"),
-        (["data.layout=permuted_pixels", "data.chunk_steps=100", "train.stateful=true"], "must divide the 784"),
+        (
+            ["data.layout=permuted_pixels", "data.chunk_steps=100", "train.stateful=true"],
+            "must divide the 784",
+        ),
     ],
 )
 def test_combinations_that_cannot_work_are_one_line_errors(overrides: list[str], expected: str) -> None:
