@@ -81,6 +81,11 @@ class Jit(StrEnum):
     off = "off"
 
 
+class Strategy(StrEnum):
+    none = "none"  # one device
+    mirrored = "mirrored"  # tf.distribute.MirroredStrategy over train.devices (one machine)
+
+
 class Device(StrEnum):
     auto = "auto"
     cpu = "cpu"
@@ -158,6 +163,10 @@ class TrainConfig(_Frozen):
         Jit, BeforeValidator(lambda v: ("on" if v else "off") if isinstance(v, bool) else v)
     ] = Jit.auto
     eval_batch_size: PositiveInt = 1_000
+    # Several devices (see README, "Training on GPUs and clusters"): batch_size is the global batch.
+    strategy: Strategy = Strategy.none
+    devices: Annotated[tuple[str, ...], Field(min_length=1)] | None = None  # mirrored; default: every GPU
+    mixed_precision: bool = False  # mixed_float16 on a GPU (float32 output layer, loss scaling)
 
 
 class RunConfig(_Frozen):
@@ -179,7 +188,7 @@ class Config(_Frozen):
 
 def cross_key_violation(cfg: Config) -> tuple[Key, str] | None:
     """The first rule that spans keys and that `cfg` breaks: (the key that has to change, why), or None."""
-    for check in (_data_rules, _model_rules, _stateful_rules):
+    for check in (_data_rules, _model_rules, _stateful_rules, _strategy_rules):
         if (found := check(cfg)) is not None:
             return found
     return None
@@ -240,6 +249,28 @@ def _stateful_rules(cfg: Config) -> tuple[Key, str] | None:
         )
     if chunk is not None and cfg.train.reset_states != "epoch":
         return ("train", "reset_states"), "is set by data.chunk_steps (reset after each image's last chunk)"
+    return None
+
+
+def _strategy_rules(cfg: Config) -> tuple[Key, str] | None:
+    train = cfg.train
+    if train.devices is not None and train.strategy is not Strategy.mirrored:
+        return ("train", "devices"), "is read by train.strategy: mirrored only; set it or remove devices"
+    if train.strategy is Strategy.none:
+        return None
+    if train.stateful:
+        return ("train", "stateful"), (
+            f"cannot run under train.strategy: {train.strategy}: a strategy splits each batch across "
+            "replicas, so no sample's state would meet it in the next batch; set train.stateful: false"
+        )
+    if train.jit_compile is Jit.on:
+        return ("train", "jit_compile"), (
+            f"XLA under train.strategy: {train.strategy} is a known Keras trap (keras#18627); use auto or off"
+        )
+    if cfg.model.lstm_kernel is LstmKernel.fused:
+        return ("model", "lstm_kernel"), (
+            f"fused is a single-device CPU kernel; use auto or keras with train.strategy: {train.strategy}"
+        )
     return None
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mnist_rnn import __version__
-from mnist_rnn.config import Cell, Config, Device, Jit, Key, LstmKernel, ModelConfig
+from mnist_rnn.config import Cell, Config, Device, Jit, Key, LstmKernel, ModelConfig, Strategy
 from mnist_rnn.data import training_images
 from mnist_rnn.errors import DeviceError
 from mnist_rnn.layouts import LAYOUT_SHAPES
@@ -127,10 +127,12 @@ class Execution:
 
     fused: bool  # FusedLSTM instead of keras.layers.LSTM
     xla: bool  # XLA-compile the train/predict steps
+    replicas: int = 1  # > 1 under train.strategy: mirrored
 
     def describe(self) -> str:
         layers = "fused LSTM kernel" if self.fused else "Keras recurrent layers"
-        return f"{layers}, XLA {'on' if self.xla else 'off'}"
+        spread = f", {self.replicas} replicas (mirrored)" if self.replicas > 1 else ""
+        return f"{layers}, XLA {'on' if self.xla else 'off'}{spread}"
 
 
 def plan_execution(cfg: Config, device: str) -> Execution:
@@ -139,6 +141,8 @@ def plan_execution(cfg: Config, device: str) -> Execution:
     sequences; plain Keras graphs otherwise. On a GPU: Keras's LSTM (cuDNN). Stateful runs keep to plain
     graphs: resets and checkpoints act between single batches. `lstm_kernel`/`jit_compile` on/off win."""
     kernel, jit = cfg.model.lstm_kernel, cfg.train.jit_compile
+    if cfg.train.strategy is not Strategy.none:  # Keras layers, no XLA (keras#18627): see distribute.py
+        return Execution(fused=False, xla=False)
     long_run = training_images(cfg.data) * cfg.train.epochs >= FUSED_MIN_SAMPLES
     fused = kernel is LstmKernel.fused or (
         kernel is LstmKernel.auto
@@ -157,7 +161,12 @@ def plan_execution(cfg: Config, device: str) -> Execution:
 
 def running_execution(model: keras.Model) -> Execution:
     """The path a built or restored model runs: a resumed run goes on with what its checkpoint holds."""
-    return Execution(fused=uses_fused_lstm(model), xla=bool(getattr(model, "jit_compile", False)))
+    import tensorflow as tf
+
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync if tf.distribute.has_strategy() else 1
+    return Execution(
+        fused=uses_fused_lstm(model), xla=bool(getattr(model, "jit_compile", False)), replicas=replicas
+    )
 
 
 def fused_lstm_blockers(cfg: Config) -> list[str]:

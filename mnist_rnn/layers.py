@@ -1,4 +1,4 @@
-"""mnist-rnn's own Keras 3 layers, registered as serialisable under the package name `mnist_rnn`.
+"""mnist-rnn's own Keras 3 objects, registered as serialisable under the package name `mnist_rnn`.
 
 - `JANETCell`: the forget-gate-only LSTM ("JANET", van der Westhuizen & Lasenby 2018, "The unreasonable
   effectiveness of the forget gate"), a cell for `keras.layers.RNN`, so stacking, `Bidirectional`,
@@ -14,7 +14,10 @@
 - `PermuteSteps`: reorders the time axis by a fixed permutation (a gather), the input step of permuted
   pixel MNIST inside an exported model, so a server feeds plain pixels.
 
-A `.keras` file holding either layer loads where `mnist_rnn.layers` has been imported (the registration
+- `ReplicaSafeAdam`: Adam whose gradient clipping sees the global batch's gradient under a `tf.distribute`
+  strategy (what training uses with `train.strategy: mirrored`).
+
+A `.keras` file holding any of them loads where `mnist_rnn.layers` has been imported (the registration
 happens at import; `keras.saving.load_model` then needs no `custom_objects`). SavedModel, TFLite and ONNX
 artefacts are graphs of TensorFlow ops and need none of this code.
 """
@@ -90,3 +93,30 @@ class PermuteSteps(keras.layers.Layer):
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "order": self.order}
+
+
+@keras.saving.register_keras_serializable(package="mnist_rnn")
+class ReplicaSafeAdam(keras.optimizers.Adam):
+    """Adam that clips the gradient of the global batch, not each replica's share of it.
+
+    Under a strategy Keras clips each replica's gradient (`clipnorm`) and only then sums them across
+    replicas (tensorflow#33929 describes the trap), so clipping acts on partial gradients and a mirrored run
+    trains differently from one device with the same global batch. Here clipping waits for the sum: the
+    update is then the single-device one (the tests compare the two to 1e-5). Without replicas it is Adam.
+    """
+
+    def _clip_gradients(self, grads: list[Any]) -> list[Any]:
+        import tensorflow as tf
+
+        if tf.distribute.get_replica_context() is not None and tf.distribute.has_strategy():
+            return grads  # clipped after the all-reduce, below
+        return super()._clip_gradients(grads)
+
+    def _all_reduce_sum_gradients(self, grads_and_vars: Any) -> Any:
+        import tensorflow as tf
+
+        reduced = list(super()._all_reduce_sum_gradients(grads_and_vars))
+        if tf.distribute.get_replica_context() is None or not tf.distribute.has_strategy():
+            return reduced
+        clipped = super()._clip_gradients([g for g, _ in reduced])
+        return list(zip(clipped, [v for _, v in reduced], strict=True))

@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mnist_rnn.config import ChunkLoss, LrSchedule, TrainConfig
+from mnist_rnn.config import ChunkLoss, LrSchedule, Strategy, TrainConfig
+from mnist_rnn.distribute import placement
 
 if TYPE_CHECKING:
     import keras
@@ -94,13 +95,20 @@ def epoch_batches(
 def compile_model(model: keras.Model, cfg: TrainConfig, xla: bool) -> None:
     import keras
 
-    optimizer = keras.optimizers.Adam(learning_rate=cfg.learning_rate, clipnorm=cfg.clipnorm)
+    distributed = cfg.strategy is not Strategy.none
+    from mnist_rnn.layers import ReplicaSafeAdam
+
+    # Under a strategy Keras would clip each replica's share of the gradient: see ReplicaSafeAdam.
+    adam = ReplicaSafeAdam if distributed else keras.optimizers.Adam
+    optimizer = adam(learning_rate=cfg.learning_rate, clipnorm=cfg.clipnorm)
+    one_batch_per_call = cfg.stateful or distributed
     model.compile(
         optimizer=optimizer,
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
-        # Stateful resets and checkpoints act between batches, so callbacks must see every one.
-        steps_per_execution=1 if cfg.stateful else cfg.steps_per_execution,
+        # Stateful resets and checkpoints act between batches, so callbacks must see every one; under a
+        # strategy a recurrent layer fails with more than one step per call (distribute.py).
+        steps_per_execution=1 if one_batch_per_call else cfg.steps_per_execution,
         jit_compile=xla,
     )
 
@@ -122,7 +130,7 @@ def fit_epoch(
 
     parts = (x, y) if sample_weight is None else (x, y, sample_weight)
     batches = tf.data.Dataset.from_tensor_slices(parts).batch(batch_size).prefetch(2)
-    with tf.device(device):
+    with placement(device):
         return model.fit(batches, epochs=1, shuffle=False, verbose=0, callbacks=list(callbacks)).history
 
 

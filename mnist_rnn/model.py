@@ -110,7 +110,8 @@ def build_model(
         x = keras.layers.GlobalAveragePooling1D(name="mean_over_time")(x)  # (batch, steps, u) -> (batch, u)
     if cfg.dropout:
         x = keras.layers.Dropout(cfg.dropout, name="dropout_head")(x)
-    outputs = keras.layers.Dense(NUM_CLASSES, activation="softmax", name="probabilities")(x)
+    # float32 whatever the dtype policy: under mixed_float16 the softmax and the loss stay in float32.
+    outputs = keras.layers.Dense(NUM_CLASSES, activation="softmax", name="probabilities", dtype="float32")(x)
     model = keras.Model(inputs, outputs, name=f"{cfg.cell}_{'x'.join(map(str, cfg.units))}")
     if cfg.forget_bias is ForgetBias.chrono:
         for bias in _recurrent_biases(model):

@@ -20,6 +20,7 @@ from rich.progress import Progress
 from mnist_rnn import runs
 from mnist_rnn.config import Config
 from mnist_rnn.data import Dataset
+from mnist_rnn.distribute import gpu_description, placement
 from mnist_rnn.execution import (
     Execution,
     announce_device,
@@ -81,14 +82,13 @@ def open_session(
     command: Sequence[str] | None,
 ) -> Session:
     """Seed, record the run, and build the model (or restore it and its state from checkpoints/last)."""
-    import tensorflow as tf
 
     execution = plan_execution(cfg, device)
     seed_everything(cfg.seed, cfg.train.deterministic, execution.xla, device)
     _record_run(run_dir, cfg, device, resume, command)
     console.print(f"data: {data.description}", highlight=False)
     announce_device(console, device, cfg.model)
-    with tf.device(device):
+    with placement(device):
         if resume:
             model, state = load_training_state(
                 run_dir, "last", cfg.seed, cfg.train.stateful, warn=console.print
@@ -124,7 +124,8 @@ def _record_run(run_dir: Path, cfg: Config, device: str, resume: bool, command: 
     if resume:
         runs.append_command(run_dir, argv, datetime.now().isoformat(timespec="seconds"))
     else:
-        runs.write_command(run_dir, argv, environment_facts(device))
+        gpu = gpu_description(device)
+        runs.write_command(run_dir, argv, environment_facts(device) | ({"gpu": gpu} if gpu else {}))
 
 
 def _new_model(cfg: Config, execution: Execution) -> keras.Model:

@@ -26,6 +26,14 @@ from rich.console import Console
 from mnist_rnn import runs
 from mnist_rnn.config import Config, config_diff, config_to_dict, flatten
 from mnist_rnn.data import Dataset, load_dataset
+from mnist_rnn.distribute import (
+    check_precision,
+    cudnn_report,
+    distributed,
+    gpu_description,
+    make_strategy,
+    precision,
+)
 from mnist_rnn.errors import ConfigError, Interrupted, TrainingError
 from mnist_rnn.evaluate import inference_model, score
 from mnist_rnn.execution import cpu_description, select_device
@@ -84,9 +92,11 @@ def run_training(
     console = console or Console(stderr=True, soft_wrap=True)
     target = _resumable(run_dir, cfg) if resume else runs.plan_run_dir(cfg.run.root, cfg.name, run_dir)
     device = select_device(cfg.train.device)
+    check_precision(cfg.train, device)
+    strategy = make_strategy(cfg.train)  # a device that does not exist fails here, before any write
     data = dataset if dataset is not None else load_dataset(cfg.data, cfg.seed)
     runs.create_run_dir(target)
-    with runs.run_lock(target):
+    with runs.run_lock(target), distributed(strategy), precision(cfg.train):
         console.print(f"run directory: {target}", highlight=False)
         session = open_session(cfg, data, target, device, console, resume, command)
         session.stop, session.on_epoch_end = stop or StopRequest(), on_epoch_end
@@ -260,6 +270,8 @@ def _final_test(s: Session, stopped_early: bool) -> dict[str, Any]:
         "test_samples": test.samples,
         "device": s.device,
         "cpu": cpu_description(),  # speed depends on it: the model and its vector extensions
+        "gpu": gpu_description(s.device),  # None on a CPU
+        "cudnn": cudnn_report(s.cfg.model, s.device),  # on a GPU: used, or which keys rule it out
         "execution": asdict(s.execution),  # the path that trained it: which recurrent kernel, XLA or not
     }
     runs.write_metrics(s.run_dir, metrics)

@@ -1,0 +1,130 @@
+"""More than one device without a GPU: `train.strategy: mirrored` on two logical CPU devices (in a
+subprocess, so the rest of the suite keeps one device), and the refusals a strategy or a GPU-only option
+gets on this machine."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mnist_rnn import export
+from mnist_rnn.config_files import load_config
+from mnist_rnn.data import load_dataset
+from mnist_rnn.errors import ConfigError, DeviceError
+from mnist_rnn.evaluate import evaluate_run
+from mnist_rnn.predict import load_predictor
+from tests.conftest import REPO, TINY, train_run
+
+# Trains TINY twice in one process with two logical CPUs: once on one device, once mirrored over both,
+# and prints both runs' histories and final weights' checksums as JSON.
+_TWO_CPUS = """
+import json, sys
+import numpy as np
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from mnist_rnn import runs
+from mnist_rnn import export
+from mnist_rnn.config_files import load_config
+from mnist_rnn.data import load_dataset
+from mnist_rnn.evaluate import evaluate_run
+from mnist_rnn.predict import load_predictor
+from mnist_rnn.train import run_training
+from rich.console import Console
+out = {}
+for strategy in ("none", "mirrored"):
+    cfg = load_config(sys.argv[1], [f"train.strategy={strategy}"])
+    result = run_training(cfg, runs.Path(sys.argv[2]) / strategy, console=Console(quiet=True))
+    model, _ = runs.load_checkpoint(result.run_dir, "last")
+    out[strategy] = {
+        "history": runs.read_history(result.run_dir),
+        "weights": [w.tolist() for w in model.get_weights()],
+        "execution": result.metrics["execution"],
+    }
+print(json.dumps(out))
+"""
+
+
+def test_mirrored_on_two_cpus_matches_one_device(tmp_path: Path) -> None:
+    import numpy as np
+    import yaml
+
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump({**TINY, "train": {**TINY["train"], "epochs": 2, "batch_size": 64}}))
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run(
+        [sys.executable, "-c", _TWO_CPUS, str(config), str(tmp_path)],
+        capture_output=True, text=True, env=env, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    runs_ = json.loads(done.stdout.strip().splitlines()[-1])
+    one, two = runs_["none"], runs_["mirrored"]
+    assert two["execution"]["replicas"] == 2 and one["execution"]["replicas"] == 1
+    for a, b in zip(
+        one["history"], two["history"], strict=True
+    ):  # 2 epochs x 16 steps of the global batch 64
+        for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+            assert float(a[key]) == pytest.approx(float(b[key]), abs=1e-5), key
+    for wa, wb in zip(one["weights"], two["weights"], strict=True):
+        np.testing.assert_allclose(np.asarray(wa), np.asarray(wb), atol=1e-5)
+    # and the mirrored run is an ordinary run to eval, export and predict on one device
+    mirrored = tmp_path / "mirrored"
+    metrics = json.loads((mirrored / "metrics.json").read_text())
+    assert evaluate_run(mirrored)["accuracy"] == pytest.approx(metrics["test_accuracy"])
+    manifest = export.export_run(mirrored, "saved_model")
+    assert manifest["parity"]["ok"]
+    cfg = load_config(mirrored / "config.yaml")
+    x = load_dataset(cfg.data, cfg.seed).test.x[:4]
+    np.testing.assert_allclose(
+        load_predictor(mirrored)[0](x), export.load_artefact(Path(manifest["path"]))[1](x), atol=1e-5
+    )
+
+
+@pytest.mark.gpu
+def test_on_a_gpu_cudnn_mixed_precision_and_the_gpu_are_recorded(tmp_path: Path) -> None:
+    import keras
+
+    gru = {**TINY, "model": {"cell": "gru", "units": [16]}}
+    metrics = train_run(gru, tmp_path / "run", "train.mixed_precision=true", "train.device=gpu").metrics
+    assert metrics["gpu"] and metrics["cudnn"] == {"used": True, "blockers": []}
+    assert "gpu" in (tmp_path / "run" / "command.txt").read_text()
+    assert metrics["test_accuracy"] > 0.5
+    assert keras.mixed_precision.global_policy().name == "float32"  # restored after the run
+    blocked = train_run(gru, tmp_path / "run2", "model.recurrent_dropout=0.1", "train.epochs=1").metrics
+    assert blocked["cudnn"]["used"] is False and "recurrent_dropout" in blocked["cudnn"]["blockers"][0]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (["train.strategy=mirrored", "train.stateful=true"], "train.stateful: cannot run under"),
+        (["train.strategy=mirrored", "train.jit_compile=on"], "keras#18627"),
+        (["train.strategy=mirrored", "model.lstm_kernel=fused"], "fused is a single-device CPU kernel"),
+        (["train.devices=['/gpu:0']"], "train.devices: is read by train.strategy: mirrored only"),
+    ],
+)
+def test_combinations_a_strategy_cannot_run_are_config_errors(overrides: list[str], expected: str) -> None:
+    from tests.conftest import CONFIGS
+
+    with pytest.raises(ConfigError) as info:
+        load_config(CONFIGS / "default.yaml", overrides)
+    assert expected in str(info.value)
+
+
+def test_a_device_that_does_not_exist_and_mixed_precision_on_a_cpu_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(DeviceError, match=r"train.devices: /gpu:7 not found; this machine has CPU:0"):
+        train_run(TINY, tmp_path / "a", "train.strategy=mirrored", "train.devices=['/gpu:7']")
+    with pytest.raises(ConfigError, match="train.mixed_precision: needs a GPU"):
+        train_run(TINY, tmp_path / "b", "train.mixed_precision=true")
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()  # refused before any write
+
+
+def test_a_cpu_run_records_no_gpu_and_no_cudnn(tmp_path: Path) -> None:
+    metrics = train_run(TINY, tmp_path / "run", "train.epochs=1").metrics
+    assert metrics["gpu"] is None and metrics["cudnn"] is None
+    assert metrics["execution"]["replicas"] == 1
