@@ -393,6 +393,57 @@ def time_to_accuracy(target: float, plain: bool = False) -> dict[str, Any]:
     }
 
 
+# ------------------------------------------------------------------------------ physical ceiling
+
+_GATES = {"lstm": 4, "gru": 3, "janet": 2, "simple_rnn": 1}
+
+
+def flops_per_sample(case: Case) -> dict[str, float]:
+    """Multiply-adds of the recurrent matmuls (x W and h U per step, every layer) plus the classifier, as
+    FLOPs (2 per multiply-add): the forward pass, and training as 3x forward (forward, then the gradients
+    with respect to the activations and to the weights, each a matmul of the same size). Elementwise gate
+    work is left out: it is a few percent of these and runs at a fraction of the matmul rate anyway."""
+    steps, features = (28, 28) if case.layout == "rows" else (784, 1)
+    macs, inputs = 0, features
+    for units in case.units:
+        macs += steps * _GATES[case.cell] * units * (inputs + units)
+        inputs = units
+    macs += inputs * 10
+    return {"forward": 2.0 * macs, "train": 6.0 * macs}
+
+
+def matmul_gflops(n: int = 1024, repeats: int = 10) -> float:
+    """The machine's single-precision matmul rate through TensorFlow (all cores), best of `repeats`."""
+    import tensorflow as tf
+
+    a = tf.random.uniform((n, n), dtype=tf.float32)
+    b = tf.random.uniform((n, n), dtype=tf.float32)
+    tf.matmul(a, b).numpy()  # warm-up: thread pools, kernels
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        tf.matmul(a, b).numpy()
+        best = min(best, time.perf_counter() - start)
+    return 2.0 * n**3 / best / 1e9
+
+
+def ceiling(case: dict[str, Any], flops: dict[str, float], gflops: float) -> dict[str, Any]:
+    """The samples/s the matmul rate would allow, and the share of it each variant reaches."""
+    train_max, eval_max = gflops * 1e9 / flops["train"], gflops * 1e9 / flops["forward"]
+    return {
+        "flops_per_sample": flops,
+        "train_samples_per_s_at_matmul_rate": train_max,
+        "eval_samples_per_s_at_matmul_rate": eval_max,
+        "share_of_ceiling": {
+            name: {
+                "train": v["train_samples_per_s"]["median"] / train_max,
+                "eval": v["eval_samples_per_s"]["median"] / eval_max,
+            }
+            for name, v in case["variants"].items()
+        },
+    }
+
+
 # ---------------------------------------------------------------------------------------- output
 
 
@@ -496,10 +547,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             f"measuring {case.name} ({case.train_samples} training samples, {reps} repetitions)", flush=True
         )
         results.append(run_case(case, images, labels, reps, device))
-    report: dict[str, Any] = {"machine": machine_facts(device), "cases": results}
+    gflops = matmul_gflops()
+    for case, result in zip(chosen, results, strict=True):
+        result["ceiling"] = ceiling(result, flops_per_sample(case), gflops)
+    report: dict[str, Any] = {"machine": machine_facts(device) | {"matmul_gflops": gflops}, "cases": results}
     if args.time_to_accuracy:
         report["time_to_99"] = time_to_accuracy(0.99, plain=args.plain)
     print_table(results)
+    print(f"float32 matmul (1024x1024, TensorFlow, all cores): {gflops:.1f} GFLOP/s")
+    for r in results:
+        c = r["ceiling"]
+        shares = ", ".join(f"{name} {v['train']:.1%}" for name, v in c["share_of_ceiling"].items())
+        print(
+            f"{r['name']}: {c['flops_per_sample']['train'] / 1e6:.1f} MFLOP per training sample, "
+            f"ceiling {c['train_samples_per_s_at_matmul_rate']:,.0f} samples/s; reached: {shares}"
+        )
     if "time_to_99" in report:
         t = report["time_to_99"]
         reached = "" if t["reached"] else " (NOT reached)"

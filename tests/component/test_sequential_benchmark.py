@@ -135,3 +135,28 @@ def test_janet_exports_to_every_format_within_its_bound(janet_run: Path, fmt: st
         interpreter = tflite_interpreter(Path(manifest["path"]) / "model.tflite")
         ops = {op["op_name"] for op in interpreter._get_ops_details()}
         assert ops and not ops & {"CUSTOM", "FlexDelegate", "WHILE", "READ_VARIABLE"}, ops
+
+
+def test_permuted_pixels_train_by_chunks_like_pixels(tmp_path: Path) -> None:
+    chunked = {
+        **PERMUTED,
+        "data": {**PERMUTED["data"], "chunk_steps": 112, "limit_train": 256},
+        "train": {**PERMUTED["train"], "stateful": True},
+    }
+    result = train_run(chunked, tmp_path / "run")
+    assert result.metrics["epochs_run"] == 1 and 0.0 <= result.metrics["test_accuracy"] <= 1.0
+    cfg = load_config(result.run_dir / "config.yaml")
+    test = load_dataset(cfg.data, cfg.seed).test
+    plain = test.x[:2, np.argsort(permutation(5))]
+    # the stateless twin that scored the run and a predictor fed plain pixels agree
+    np.testing.assert_allclose(
+        load_predictor(result.run_dir)[0](plain), _scored(result.run_dir, test.x[:2]), atol=1e-6
+    )
+
+
+def _scored(run_dir: Path, x: np.ndarray) -> np.ndarray:
+    from mnist_rnn.evaluate import inference_model
+
+    cfg = load_config(run_dir / "config.yaml")
+    model, _ = runs.load_checkpoint(run_dir, "best")
+    return keras_predict(inference_model(cfg, model), x, 2)
