@@ -84,6 +84,7 @@ class Jit(StrEnum):
 class Strategy(StrEnum):
     none = "none"  # one device
     mirrored = "mirrored"  # tf.distribute.MirroredStrategy over train.devices (one machine)
+    multi_worker = "multi_worker"  # tf.distribute.MultiWorkerMirroredStrategy from TF_CONFIG (machines)
 
 
 class Device(StrEnum):

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mnist_rnn.config import ChunkLoss, LrSchedule, Strategy, TrainConfig
-from mnist_rnn.distribute import placement
+from mnist_rnn.distribute import distributed_fit_epoch, placement, uses_custom_step
 
 if TYPE_CHECKING:
     import keras
@@ -121,7 +121,7 @@ def fit_epoch(
     device: str,
     callbacks: Sequence[keras.callbacks.Callback] = (),
     sample_weight: np.ndarray | None = None,
-) -> dict[str, list[float]]:
+) -> dict[str, Any]:
     """One pass over (x, y) in the given order: mnist-rnn's training step (also what scripts/bench.py times).
 
     A plain slices -> batch pipeline: Keras's numpy adapter adds a map stage (and a NodeDef warning).
@@ -131,6 +131,8 @@ def fit_epoch(
     parts = (x, y) if sample_weight is None else (x, y, sample_weight)
     batches = tf.data.Dataset.from_tensor_slices(parts).batch(batch_size).prefetch(2)
     with placement(device):
+        if uses_custom_step():  # MultiWorkerMirroredStrategy: Keras's fit does not run there
+            return distributed_fit_epoch(model, batches, callbacks)
         return model.fit(batches, epochs=1, shuffle=False, verbose=0, callbacks=list(callbacks)).history
 
 

@@ -17,6 +17,7 @@ import math
 import signal
 import time
 from collections.abc import Sequence
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from typing import Any
 from rich.console import Console
 
 from mnist_rnn import runs
+from mnist_rnn.cluster import lost_worker, weights_digest, worker_scratch
 from mnist_rnn.config import Config, config_diff, config_to_dict, flatten
 from mnist_rnn.data import Dataset, load_dataset
 from mnist_rnn.distribute import (
@@ -31,6 +33,7 @@ from mnist_rnn.distribute import (
     cudnn_report,
     distributed,
     gpu_description,
+    is_chief,
     make_strategy,
     precision,
 )
@@ -90,18 +93,40 @@ def run_training(
     """
     keep_freed_memory()  # a no-op after the CLI's TensorFlow import; for callers from Python
     console = console or Console(stderr=True, soft_wrap=True)
-    target = _resumable(run_dir, cfg) if resume else runs.plan_run_dir(cfg.run.root, cfg.name, run_dir)
+    chief = is_chief(cfg.train)  # a multi_worker run's other workers write nothing into the run directory
+    target = _target(cfg, run_dir, resume, chief)
     device = select_device(cfg.train.device)
     check_precision(cfg.train, device)
     strategy = make_strategy(cfg.train)  # a device that does not exist fails here, before any write
     data = dataset if dataset is not None else load_dataset(cfg.data, cfg.seed)
-    runs.create_run_dir(target)
-    with runs.run_lock(target), distributed(strategy), precision(cfg.train):
-        console.print(f"run directory: {target}", highlight=False)
-        session = open_session(cfg, data, target, device, console, resume, command)
+    with ExitStack() as stack:
+        where = target if chief else stack.enter_context(worker_scratch(target, resume))
+        runs.create_run_dir(where)
+        stack.enter_context(runs.run_lock(where))
+        stack.enter_context(distributed(strategy))
+        stack.enter_context(precision(cfg.train))
+        console.print(
+            f"run directory: {target}" + ("" if chief else " (written by the chief)"), highlight=False
+        )
+        session = open_session(cfg, data, where, device, console, resume, command)
         session.stop, session.on_epoch_end = stop or StopRequest(), on_epoch_end
-        metrics = _train_and_record(session)
+        try:
+            metrics = _train_and_record(session)
+        except Exception as exc:
+            if strategy is None or (lost := lost_worker(exc, target)) is None:
+                raise
+            raise lost from None
     return RunResult(target, metrics)
+
+
+def _target(cfg: Config, run_dir: Path | None, resume: bool, chief: bool) -> Path:
+    """The run directory: checked to resume, planned (new or empty) for the chief or a single process;
+    a non-chief worker only needs its name (it never writes there)."""
+    if resume:
+        return _resumable(run_dir, cfg)
+    if chief:
+        return runs.plan_run_dir(cfg.run.root, cfg.name, run_dir)
+    return run_dir or cfg.run.root / cfg.name
 
 
 def _train_and_record(s: Session) -> dict[str, Any]:
@@ -181,6 +206,8 @@ def _run_epoch(s: Session, epoch: int) -> _Fit:
     logs = fit_epoch(s.model, xs[rows], ys[rows], tcfg.batch_size, s.device, [callback], weights)
     seconds = time.perf_counter() - start
     s.progress.remove_task(task)
+    if logs.get("peer_stop") and s.stop.signum is None:  # multi_worker: another worker was asked to stop
+        s.stop.signum = signal.SIGTERM
     if watch.bad_step is not None or not math.isfinite(logs["loss"][-1]):
         raise TrainingError(
             f"loss became {logs['loss'][-1]} at epoch {epoch + 1}, batch {watch.bad_step}; "
@@ -273,8 +300,11 @@ def _final_test(s: Session, stopped_early: bool) -> dict[str, Any]:
         "gpu": gpu_description(s.device),  # None on a CPU
         "cudnn": cudnn_report(s.cfg.model, s.device),  # on a GPU: used, or which keys rule it out
         "execution": asdict(s.execution),  # the path that trained it: which recurrent kernel, XLA or not
+        "final_weights_sha256": weights_digest(s.model),  # the last epoch's weights (workers, reruns)
     }
     runs.write_metrics(s.run_dir, metrics)
     s.tensorboard.log_hparams(s.run_dir.name, flatten(config_to_dict(s.cfg)), metrics)
     s.console.print(summary_table(metrics))
+    if s.execution.replicas > 1 or s.cfg.train.strategy == "multi_worker":  # to compare workers and reruns
+        s.console.print(f"final weights sha256: {metrics['final_weights_sha256']}", highlight=False)
     return metrics

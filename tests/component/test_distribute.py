@@ -128,3 +128,30 @@ def test_a_cpu_run_records_no_gpu_and_no_cudnn(tmp_path: Path) -> None:
     metrics = train_run(TINY, tmp_path / "run", "train.epochs=1").metrics
     assert metrics["gpu"] is None and metrics["cudnn"] is None
     assert metrics["execution"]["replicas"] == 1
+
+
+def test_tf_config_names_the_chief_and_a_missing_one_is_a_one_line_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from mnist_rnn.config import TrainConfig
+    from mnist_rnn.distribute import cluster_task, is_chief, make_strategy
+
+    multi = TrainConfig(strategy="multi_worker")
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    with pytest.raises(ConfigError, match="reads the cluster from TF_CONFIG, which is not set"):
+        make_strategy(multi)
+    monkeypatch.setenv("TF_CONFIG", "{not json")
+    with pytest.raises(ConfigError, match="is not valid JSON"):
+        is_chief(multi)
+    workers = {"worker": ["a:1", "b:2", "c:3"]}
+    for index, chief in ((0, True), (2, False)):
+        monkeypatch.setenv(
+            "TF_CONFIG", json.dumps({"cluster": workers, "task": {"type": "worker", "index": index}})
+        )
+        assert is_chief(multi) is chief and cluster_task() == ("worker", index, 3)
+    with_chief = {"chief": ["x:0"], **workers}
+    monkeypatch.setenv(
+        "TF_CONFIG", json.dumps({"cluster": with_chief, "task": {"type": "worker", "index": 0}})
+    )
+    assert not is_chief(multi)  # a cluster that names a chief: worker 0 is an ordinary worker
+    assert is_chief(TrainConfig())  # a single process always writes its run
