@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -62,6 +63,18 @@ def _finish(procs: list[subprocess.Popen[str]], timeout: float = 600) -> list[tu
     return results
 
 
+def _wait_for_checkpoint(run: Path, chief: subprocess.Popen[str], ready: Callable[[dict], bool]) -> None:
+    deadline, path = time.monotonic() + 300, run / "checkpoints" / "last" / "state.json"
+    while True:
+        assert time.monotonic() < deadline and chief.poll() is None, "no such checkpoint was written"
+        try:
+            if ready(json.loads(path.read_text())):
+                return
+        except (OSError, ValueError):  # not written yet, or being replaced
+            pass
+        time.sleep(0.1)
+
+
 def _digest(output: str) -> str:
     found = re.search(r"final weights sha256: ([0-9a-f]{64})", output)
     assert found, output[-2000:]
@@ -93,10 +106,7 @@ def test_a_killed_worker_fails_the_other_with_a_message_and_both_resume(tmp_path
     run = tmp_path / "run"
     args = [*SMOKE_2, *MULTI, "--set", "train.checkpoint_every_steps=10", "--run-dir", str(run)]
     chief, other = _workers(args, tmp_path, _free_ports(2))
-    deadline = time.monotonic() + 300
-    while not (run / "checkpoints" / "last" / "state.json").exists():  # wait for a mid-epoch checkpoint
-        assert time.monotonic() < deadline and chief.poll() is None, "no checkpoint was written"
-        time.sleep(0.2)
+    _wait_for_checkpoint(run, chief, lambda state: state.get("step", 0) > 0)  # inside an epoch
     other.send_signal(signal.SIGKILL)
     killed_at = time.monotonic()
     out, err = chief.communicate(timeout=120)
@@ -111,3 +121,18 @@ def test_a_killed_worker_fails_the_other_with_a_message_and_both_resume(tmp_path
         assert code == 0, output[-3000:]
     assert _digest(resumed[0][1]) == _digest(resumed[1][1])
     assert json.loads((run / "metrics.json").read_text())["epochs_run"] == 2
+
+
+def test_a_stop_asked_of_one_worker_stops_both_at_the_same_batch(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    args = [*SMOKE_2, *MULTI, "--set", "train.checkpoint_every_steps=10", "--run-dir", str(run)]
+    chief, other = _workers(args, tmp_path, _free_ports(2))
+    _wait_for_checkpoint(run, chief, lambda state: state.get("epoch") == 1 and state.get("step", 0) > 0)
+    other.send_signal(signal.SIGTERM)  # the non-chief is asked; the chief must stop with it
+    results = _finish([chief, other], timeout=120)
+    assert [code for code, _ in results] == [128 + signal.SIGTERM] * 2, [o[-1500:] for _, o in results]
+    state = json.loads((run / "checkpoints" / "last" / "state.json").read_text())
+    assert state["epoch"] == 1 or state["step"] > 0  # a checkpoint where both stopped
+    resumed = _finish(_workers(["--resume", str(run)], tmp_path, _free_ports(2)))
+    assert [code for code, _ in resumed] == [0, 0], [o[-1500:] for _, o in resumed]
+    assert _digest(resumed[0][1]) == _digest(resumed[1][1])
