@@ -2,20 +2,23 @@
 
     python scripts/reproduce.py configs/benchmark/*_*.yaml                       # everything, to the end
     python scripts/reproduce.py configs/benchmark/*_*.yaml --budget-minutes 8    # what fits, labelled
-    python scripts/reproduce.py configs/benchmark/*_*.yaml --table-only --markdown docs/results.md
+    python scripts/reproduce.py configs/benchmark/*_*.yaml --table-only --record docs/results
 
 Each config trains through `mnist_rnn.train.run_training` into `--root/<config name>/` (default
 runs/reproduce), one after another so runs do not compete for cores. With `--budget-minutes M` a run stops at
 the first epoch end after M minutes of this invocation's training; it is then a finished run of fewer epochs
 than planned ("3 of 100"), and the next invocation resumes it from its checkpoint (`--resume`) rather than
 starting again. A config whose run has all its epochs is not trained again. Every figure in the table is read
-from that run's own metrics.json; nothing is typed in by hand.
+from that run's own metrics.json; nothing is typed in by hand. `--record DIR` writes the table to
+DIR/table.md and copies each run's small files (config.yaml, command.txt, history.csv, metrics.json,
+status.json) to DIR/runs/<name>/, so the figures' sources can be committed beside the table.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -123,7 +126,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument(
         "--table-only", action="store_true", help="train nothing; tabulate the runs there are"
     )
-    parser.add_argument("--markdown", type=Path, help="also write the table to this file")
+    parser.add_argument("--record", type=Path, help="write DIR/table.md and copy each run's figures there")
     args = parser.parse_args(argv)
 
     console = Console(stderr=True)
@@ -143,9 +146,22 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
             console.print(f"{config}: no finished run in {run_dir}; left out of the table")
     table = markdown(rows)
     print(table)
-    if args.markdown:
-        args.markdown.write_text(table + "\n")
+    if args.record:
+        record(rows, args.record, table)
     return rows
+
+
+RECORDED = ("config.yaml", "command.txt", "history.csv", "metrics.json", "status.json")
+
+
+def record(rows: list[dict[str, Any]], folder: Path, table: str) -> None:
+    for row in rows:
+        target = folder / "runs" / row["config"]
+        target.mkdir(parents=True, exist_ok=True)
+        for name in RECORDED:
+            if (Path(row["run"]) / name).is_file():
+                shutil.copy2(Path(row["run"]) / name, target / name)
+    (folder / "table.md").write_text(table + "\n")
 
 
 if __name__ == "__main__":

@@ -45,7 +45,7 @@ def test_training_learns_and_writes_the_run(tiny_config: Path, tmp_path: Path) -
         == metrics["best_epoch"]
     )
     assert load_config(run / "config.yaml") == load_config(tiny_config, ("train.epochs=5",))
-    assert metrics["execution"] == {"fused": False, "xla": False}  # too short a run to repay XLA's compile
+    assert metrics["execution"] == {"fused": False, "xla": False, "replicas": 1}  # too short to repay XLA
     from mnist_rnn.execution import cpu_description
 
     assert metrics["cpu"] == cpu_description() and "AVX" in metrics["cpu"]  # the model and its extensions

@@ -142,7 +142,7 @@ def test_fused_lstm_run_resumes_bit_for_bit_and_scores_and_exports(tmp_path: Pat
     report = evaluate_run(run)
     metrics = json.loads((run / "metrics.json").read_text())
     assert report["accuracy"] == metrics["test_accuracy"]
-    assert metrics["execution"] == {"fused": True, "xla": True}
+    assert metrics["execution"] == {"fused": True, "xla": True, "replicas": 1}
     out = tmp_path / "exp"
     code, err = _finish(start_cli("export", str(run), "--format", "keras", "--out", str(out), cwd=tmp_path))
     assert code == 0, err  # export also checks the artefact against the trained model (exit 1 if not)
