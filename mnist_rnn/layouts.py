@@ -34,6 +34,13 @@ LAYOUT_SHAPES = {  # (steps, features)
     Layout.permuted_pixels: (784, 1),
 }
 PERMUTED_LAYOUTS = (Layout.permuted_pixels,)
+# How a layout reads a picture, in words (serve's page).
+READ_ORDER = {
+    Layout.rows: "one row at a time, top to bottom",
+    Layout.columns: "one column at a time, left to right",
+    Layout.pixels: "one pixel at a time, row by row",
+    Layout.permuted_pixels: "one pixel at a time in a fixed random order (permuted MNIST)",
+}
 # What one of the 28 calls reads when a picture is streamed a 28th at a time (explain.png, serve's page).
 READ_PER_CALL = {
     Layout.rows: "image rows",

@@ -33,7 +33,7 @@ from mnist_rnn import runs
 from mnist_rnn.errors import MnistRnnError
 from mnist_rnn.export import MANIFEST
 from mnist_rnn.images import prepare_digit
-from mnist_rnn.layouts import IMAGE_SHAPE, READ_PER_CALL, make_sequences, sequence_shape
+from mnist_rnn.layouts import IMAGE_SHAPE, READ_ORDER, READ_PER_CALL, make_sequences, sequence_shape
 from mnist_rnn.predict import load_predictor
 from mnist_rnn.streaming import Streamer
 
@@ -93,6 +93,8 @@ def create_app(source: Path, max_upload_bytes: int = MAX_UPLOAD_BYTES) -> FastAP
             "status": "ok",
             "model": classifier.described,
             "layout": str(classifier.layout),
+            "reads": READ_ORDER[classifier.layout],
+            "read_per_call": READ_PER_CALL[classifier.layout],
             "streaming": classifier.streamer is not None,
             "streaming_note": classifier.streaming_note,
         }

@@ -140,7 +140,7 @@ def test_drawing_a_digit_shows_the_prediction_and_the_row_chart(server: str, tmp
         screenshot = page.screenshot(full_page=True)
         browser.close()
     assert shown is not None and note.startswith("Each column is the network's belief") and bars == 10
-    assert f"settles on {shown} after row" in note
+    assert f"settles on {shown} after " in note and note.endswith("of the 28 image rows.")
     target = Path(SCREENSHOTS) if SCREENSHOTS else tmp_path
     target.mkdir(parents=True, exist_ok=True)
     (target / "serve-page.png").write_bytes(screenshot)
