@@ -208,5 +208,8 @@ def announce_device(console: Console, device: str, model_cfg: ModelConfig) -> No
     """Print the device and, on a GPU, each config choice that rules cuDNN out."""
     console.print(f"device: {describe_device(device)}", highlight=False)
     if device.startswith("/GPU"):
-        for reason in cudnn_blockers(model_cfg):
+        blockers = cudnn_blockers(model_cfg)
+        for reason in blockers:
             console.print(f"note: {reason}: Keras will not use the cuDNN kernel", highlight=False)
+        if not blockers:
+            console.print(f"cuDNN: Keras runs the {model_cfg.cell.upper()} layers on cuDNN", highlight=False)

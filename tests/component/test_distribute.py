@@ -155,3 +155,34 @@ def test_tf_config_names_the_chief_and_a_missing_one_is_a_one_line_error(
     )
     assert not is_chief(multi)  # a cluster that names a chief: worker 0 is an ordinary worker
     assert is_chief(TrainConfig())  # a single process always writes its run
+
+
+def test_cudnn_eligibility_is_decided_from_the_config_alone() -> None:
+    from mnist_rnn.config import ModelConfig
+    from mnist_rnn.distribute import cudnn_report
+
+    assert cudnn_report(ModelConfig(), "/GPU:0") == {"used": True, "blockers": []}
+    dropped = cudnn_report(ModelConfig(recurrent_dropout=0.2), "/GPU:0")
+    assert (
+        dropped is not None and dropped["used"] is False and "recurrent_dropout=0.2" in dropped["blockers"][0]
+    )
+    janet = cudnn_report(ModelConfig(cell="janet"), "/GPU:0")
+    assert janet is not None and janet["blockers"] == ["model.cell: janet has no cuDNN kernel"]
+    assert cudnn_report(ModelConfig(), "/CPU:0") is None
+
+
+def test_the_mixed_precision_policy_computes_in_float16_with_a_float32_output() -> None:
+    import keras
+
+    from mnist_rnn.config import ModelConfig, TrainConfig
+    from mnist_rnn.distribute import precision
+    from mnist_rnn.model import build_model
+
+    with precision(TrainConfig(mixed_precision=True)):
+        assert keras.mixed_precision.global_policy().name == "mixed_float16"
+        model = build_model(ModelConfig(units=(8,)), (28, 28))
+    assert keras.mixed_precision.global_policy().name == "float32"  # restored: the policy is global
+    recurrent, head = model.get_layer("lstm_0"), model.get_layer("probabilities")
+    assert recurrent.compute_dtype == "float16" and recurrent.variable_dtype == "float32"
+    assert head.compute_dtype == "float32"  # softmax and the loss stay in float32
+    assert model.output.dtype == "float32"

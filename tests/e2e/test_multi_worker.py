@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import CONFIGS, REPO
+from tests.conftest import CONFIGS, REPO, start_cli
 
 pytestmark = pytest.mark.slow
 
@@ -92,6 +92,11 @@ def test_two_workers_train_one_run_with_equal_weights(tmp_path: Path) -> None:
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["epochs_run"] == 2 and metrics["execution"]["replicas"] == 2
     assert "multi_worker" in (run / "config.yaml").read_text()
+    # an ordinary run to score on one process, without TF_CONFIG
+    scored = start_cli("eval", str(run), cwd=tmp_path)
+    _, err = scored.communicate(timeout=300)
+    assert scored.returncode == 0, err[-2000:]
+    assert json.loads((run / "eval.json").read_text())["accuracy"] == pytest.approx(metrics["test_accuracy"])
     single = _finish([subprocess.Popen(
         [sys.executable, "-m", "mnist_rnn", "train", *SMOKE_2, "--run-dir", str(tmp_path / "single")],
         cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE,
