@@ -18,7 +18,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shutil
+import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -26,7 +29,9 @@ from typing import Any
 from rich.console import Console
 
 from mnist_rnn.config_files import load_config
-from mnist_rnn.errors import MnistRnnError
+from mnist_rnn.errors import Interrupted, MnistRnnError
+from mnist_rnn.evaluate import evaluate_run
+from mnist_rnn.loop import StopRequest
 from mnist_rnn.train import EpochEnd, run_training
 
 TASKS = {"rows": "row MNIST", "pixels": "pixel MNIST", "permuted_pixels": "permuted pixel MNIST"}
@@ -54,7 +59,9 @@ def _planned_and_done(run_dir: Path) -> tuple[int, int] | None:
     return planned, done
 
 
-def train_within_budget(config: Path, root: Path, budget_s: float | None, console: Console) -> Path:
+def train_within_budget(
+    config: Path, root: Path, budget_s: float | None, console: Console, hard_s: float | None = None
+) -> Path:
     cfg = load_config(config)
     run_dir = root / cfg.name
     existing = _planned_and_done(run_dir)
@@ -67,32 +74,60 @@ def train_within_budget(config: Path, root: Path, budget_s: float | None, consol
         return budget_s is not None and time.monotonic() - start >= budget_s
 
     console.print(f"{config}: {'resuming' if existing else 'training'} {run_dir}")
-    resume = existing is not None
-    run_training(
-        load_config(run_dir / "config.yaml") if resume else cfg,
-        run_dir,
-        resume=resume,
-        console=console,
-        command=["scripts/reproduce.py", str(config)],
-        on_epoch_end=out_of_budget,
-    )
+    resume, stop = existing is not None, StopRequest()
+    if hard_s is not None:  # as a SIGTERM would: stop after the batch in flight, checkpoints/last kept
+        timer = threading.Timer(hard_s, lambda: setattr(stop, "signum", signal.SIGTERM))
+        timer.daemon = True
+        timer.start()
+    try:
+        run_training(
+            load_config(run_dir / "config.yaml") if resume else cfg,
+            run_dir,
+            resume=resume,
+            stop=stop,
+            console=console,
+            command=["scripts/reproduce.py", str(config)],
+            on_epoch_end=out_of_budget,
+        )
+    except Interrupted as exc:
+        console.print(f"{config}: {exc}; scoring checkpoints/last on the test split")
+        evaluate_run(run_dir, checkpoint="last", split="test")
     return run_dir
 
 
+def _figures(run_dir: Path, planned: int, batches: int) -> tuple[float, str, float]:
+    """(test accuracy, epochs run, fit seconds): from metrics.json for a run that ended, or for a run
+    stopped inside an epoch from eval.json (checkpoints/last scored) and that checkpoint's state."""
+    if (run_dir / "metrics.json").is_file():
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+        return metrics["test_accuracy"], f"{metrics['epochs_run']} of {planned}", metrics["train_seconds"]
+    report = json.loads((run_dir / "eval.json").read_text())
+    state = json.loads((run_dir / "checkpoints" / "last" / "state.json").read_text())
+    epochs = f"{state['epoch']} of {planned}, + {state['step']} of {batches} batches (stopped)"
+    return report["accuracy"], epochs, state.get("fit_seconds", float("nan"))
+
+
 def table_row(run_dir: Path) -> dict[str, Any]:
+    from mnist_rnn.data import training_images
+    from mnist_rnn.execution import cpu_description
+
     cfg = load_config(run_dir / "config.yaml")
-    metrics = json.loads((run_dir / "metrics.json").read_text())
+    batches = math.ceil(training_images(cfg.data) / cfg.train.batch_size)
+    accuracy, epochs, seconds = _figures(run_dir, cfg.train.epochs, batches)
     status = json.loads((run_dir / "status.json").read_text()) if (run_dir / "status.json").is_file() else {}
-    machine = metrics["device"] if "GPU" in metrics["device"] else metrics.get("cpu", metrics["device"])
+    facts = dict(
+        line.split(": ", 1) for line in (run_dir / "command.txt").read_text().splitlines()[1:] if ": " in line
+    )
+    machine = facts.get("gpu") or facts.get("cpu") or cpu_description()
     layout, cell = str(cfg.data.layout), str(cfg.model.cell)
     return {
         "task": TASKS.get(layout, layout),
         "config": cfg.name,
         "cell": cell + (f" {list(cfg.model.units)}" if cfg.model.units else ""),
         "parameters": status.get("parameters"),
-        "epochs": f"{metrics['epochs_run']} of {cfg.train.epochs}",
-        "test_accuracy": metrics["test_accuracy"],
-        "wall_minutes": metrics["train_seconds"] / 60,
+        "epochs": epochs,
+        "test_accuracy": accuracy,
+        "wall_minutes": seconds / 60,
         "machine": machine,
         "literature": ROW_NOTE if layout == "rows" else LITERATURE.get((layout, cell), "-"),
         "run": str(run_dir),
@@ -126,6 +161,9 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument(
         "--table-only", action="store_true", help="train nothing; tabulate the runs there are"
     )
+    parser.add_argument(
+        "--hard-budget-minutes", type=float, help="stop inside an epoch after M minutes; score last"
+    )
     parser.add_argument("--record", type=Path, help="write DIR/table.md and copy each run's figures there")
     args = parser.parse_args(argv)
 
@@ -140,7 +178,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
                 )
             except MnistRnnError as exc:
                 console.print(f"{config}: {exc}")
-        if (run_dir / "metrics.json").is_file():
+        if (run_dir / "metrics.json").is_file() or (run_dir / "eval.json").is_file():
             rows.append(table_row(run_dir))
         else:
             console.print(f"{config}: no finished run in {run_dir}; left out of the table")
@@ -151,7 +189,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     return rows
 
 
-RECORDED = ("config.yaml", "command.txt", "history.csv", "metrics.json", "status.json")
+RECORDED = ("config.yaml", "command.txt", "history.csv", "metrics.json", "eval.json", "status.json")
 
 
 def record(rows: list[dict[str, Any]], folder: Path, table: str) -> None:

@@ -1,0 +1,39 @@
+"""scripts/reproduce.py: a budget stops a run at an epoch end, a second call resumes it, and every figure
+in the table comes from the run's own files."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import yaml
+
+from tests.conftest import REPO, TINY
+
+
+def _reproduce():  # noqa: ANN202
+    spec = importlib.util.spec_from_file_location("reproduce", REPO / "scripts" / "reproduce.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_budget_stops_at_an_epoch_end_and_the_next_call_resumes(tmp_path: Path) -> None:
+    config = tmp_path / "tiny.yaml"
+    config.write_text(
+        yaml.safe_dump({**TINY, "train": {**TINY["train"], "epochs": 3, "lr_schedule": "none"}})
+    )
+    reproduce, root = _reproduce(), tmp_path / "runs"
+    rows = reproduce.main([str(config), "--root", str(root), "--budget-minutes", "0"])
+    assert [r["epochs"] for r in rows] == ["1 of 3"]  # stopped at the first epoch end past the budget
+    rows = reproduce.main([str(config), "--root", str(root), "--record", str(tmp_path / "record")])
+    metrics = json.loads((root / "tiny" / "metrics.json").read_text())
+    history = (root / "tiny" / "history.csv").read_text().splitlines()
+    assert rows[0]["epochs"] == "3 of 3" and [line.split(",")[0] for line in history[1:]] == ["1", "2", "3"]
+    assert rows[0]["test_accuracy"] == metrics["test_accuracy"]
+    assert rows[0]["parameters"] == json.loads((root / "tiny" / "status.json").read_text())["parameters"]
+    recorded = tmp_path / "record"
+    assert json.loads((recorded / "runs" / "tiny" / "metrics.json").read_text()) == metrics
+    assert f"{metrics['test_accuracy']:.2%}" in (recorded / "table.md").read_text()
