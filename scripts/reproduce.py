@@ -173,9 +173,9 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         run_dir = args.root / load_config(config).name
         if not args.table_only:
             try:
-                train_within_budget(
-                    config, args.root, args.budget_minutes and args.budget_minutes * 60, console
-                )
+                budget = args.budget_minutes * 60 if args.budget_minutes is not None else None
+                hard = args.hard_budget_minutes * 60 if args.hard_budget_minutes is not None else None
+                train_within_budget(config, args.root, budget, console, hard)
             except MnistRnnError as exc:
                 console.print(f"{config}: {exc}")
         if (run_dir / "metrics.json").is_file() or (run_dir / "eval.json").is_file():
