@@ -1,6 +1,6 @@
 """Scoring: loss, accuracy, per-class accuracy and the confusion matrix of a model on one split.
 
-Training's final test figures and `mnist-rnn eval` both go through `score`, on the checkpoint as saved
+Training's final test figures and `mnist-rnn eval` both go through a `Scorer`, on the checkpoint as saved
 on disk, so metrics.json and eval.json agree for the same checkpoint.
 """
 
@@ -16,6 +16,7 @@ from mnist_rnn import runs
 from mnist_rnn.config import Config
 from mnist_rnn.data import NUM_CLASSES, Split, load_dataset
 from mnist_rnn.errors import RunError
+from mnist_rnn.execution import plan_scoring, scoring_device
 from mnist_rnn.layouts import IMAGE_SHAPE, READ_PER_CALL, input_permutation, sequence_shape, to_images
 from mnist_rnn.model import build_twin
 from mnist_rnn.plots import CONFUSION, ERRORS, EXPLAIN, plot_confusion, plot_errors, plot_explain
@@ -77,8 +78,48 @@ def predict(model: keras.Model, x: np.ndarray, batch_size: int) -> np.ndarray:
     return np.asarray(model.predict(batches, verbose=0))
 
 
-def score(model: keras.Model, split: Split, batch_size: int) -> Scores:
-    return scores_from_probabilities(predict(model, split.x, batch_size), split.y)
+class Scorer:
+    """Class probabilities from a run's models on the fastest inference path measured (docs/performance.md).
+
+    With `xla` (a CPU, no strategy: `execution.plan_scoring`), the weights go into one stateless twin of
+    Keras's own layers, built once, and each batch is one XLA-compiled call. Keras's layers even for a
+    fused-LSTM model: the fused kernel's forward pass is the slow part for two layers (5,800 vs 10,300
+    images/s), and XLA 1.3-2x Keras's graphs on every row model. A short last batch is padded to
+    `train.eval_batch_size`, so one shape is compiled and every image is scored in a batch of the same shape.
+    Built once per run, it is reused by every epoch's validation and the final test. Without `xla`
+    (GPU, strategies): Keras's predict on the model itself, or on its twin if it is stateful.
+    """
+
+    def __init__(self, cfg: Config, xla: bool) -> None:
+        self.cfg, self.batch_size, self.xla = cfg, cfg.train.eval_batch_size, xla
+        self._twin: keras.Model | None = None
+        self._step: Any = None
+
+    def __call__(self, model: keras.Model, x: np.ndarray) -> np.ndarray:
+        if not self.xla:
+            return predict(inference_model(self.cfg, model), x, self.batch_size)
+        step, b = self._compiled(model), self.batch_size
+        out = np.empty((len(x), NUM_CLASSES), np.float32)
+        for start in range(0, len(x), b):
+            chunk = x[start : start + b]
+            if len(chunk) < b and len(x) > b:  # the full-batch shape is compiled already: pad to it
+                chunk = np.concatenate([chunk, np.zeros((b - len(chunk), *chunk.shape[1:]), chunk.dtype)])
+            out[start : start + b] = step(chunk).numpy()[: len(out) - start]
+        return out
+
+    def score(self, model: keras.Model, split: Split) -> Scores:
+        return scores_from_probabilities(self(model, split.x), split.y)
+
+    def _compiled(self, model: keras.Model) -> Any:
+        import tensorflow as tf
+
+        if self._twin is None:
+            twin = build_twin(self.cfg.model, model.get_weights(), sequence_shape(self.cfg.data.layout))
+            self._twin = twin
+            self._step = tf.function(lambda x: twin(x, training=False), jit_compile=True)
+        else:
+            self._twin.set_weights(model.get_weights())
+        return self._step
 
 
 def evaluate_run(
@@ -99,7 +140,7 @@ def evaluate_run(
     streamer = _explainer(cfg, model, explain)  # a model that cannot stream fails before any scoring
     target = dataset.test if split == "test" else dataset.val
     assert target is not None
-    probs = predict(inference_model(cfg, model), target.x, cfg.train.eval_batch_size)
+    probs = Scorer(cfg, plan_scoring(cfg, scoring_device()))(model, target.x)
     report = {
         "checkpoint": checkpoint,
         "checkpoint_path": str(path),

@@ -21,11 +21,13 @@ from mnist_rnn import runs
 from mnist_rnn.config import Config
 from mnist_rnn.data import Dataset
 from mnist_rnn.distribute import gpu_description, placement
+from mnist_rnn.evaluate import Scorer
 from mnist_rnn.execution import (
     Execution,
     announce_device,
     environment_facts,
     plan_execution,
+    plan_scoring,
     running_execution,
     seed_everything,
 )
@@ -68,6 +70,7 @@ class Session:
     clock: CheckpointClock
     tensorboard: TensorBoardLog
     progress: Progress
+    scorer: Scorer  # validation and the final test (evaluate.Scorer)
     stop: StopRequest = field(default_factory=StopRequest)
     on_epoch_end: EpochHook | None = None
 
@@ -114,7 +117,7 @@ def open_session(
     clock.saved(state.epoch * shape.steps + state.step)  # where the run (re)starts
     return Session(
         cfg, data, run_dir, device, console, model, running, state, shape, clock, tensorboard,
-        progress_bar(console),
+        progress_bar(console), Scorer(cfg, plan_scoring(cfg, device)),
     )  # fmt: skip
 
 

@@ -38,7 +38,6 @@ from mnist_rnn.distribute import (
     precision,
 )
 from mnist_rnn.errors import ConfigError, Interrupted, TrainingError
-from mnist_rnn.evaluate import inference_model, score
 from mnist_rnn.execution import cpu_description, select_device
 from mnist_rnn.loop import (
     BatchWatch,
@@ -227,11 +226,7 @@ def _save_mid_epoch(s: Session, step: int, seconds: float) -> None:
 
 def _end_epoch(s: Session, epoch: int, fit: _Fit) -> bool:
     """Validate, checkpoint and log a finished epoch; True if the run should stop early."""
-    val = (
-        score(inference_model(s.cfg, s.model), s.data.val, s.cfg.train.eval_batch_size)
-        if s.data.val is not None
-        else None
-    )
+    val = s.scorer.score(s.model, s.data.val) if s.data.val is not None else None
     row = {
         "epoch": epoch + 1, "loss": fit.loss, "accuracy": fit.accuracy,
         "val_loss": val.loss if val else None, "val_accuracy": val.accuracy if val else None,
@@ -279,7 +274,7 @@ def _interrupted(s: Session, epoch: int, saved_epoch: int, saved_step: int) -> I
 def _final_test(s: Session, stopped_early: bool) -> dict[str, Any]:
     """Score the best checkpoint as saved on disk (exactly what `mnist-rnn eval` loads); metrics.json."""
     best_model, _ = runs.load_checkpoint(s.run_dir, "best", warn=s.console.print)
-    test = score(inference_model(s.cfg, best_model), s.data.test, s.cfg.train.eval_batch_size)
+    test = s.scorer.score(best_model, s.data.test)
     fit_seconds, epochs_run = s.state.fit_seconds, len(s.state.history)
     metrics = {
         "best_val_accuracy": s.state.best if s.data.val is not None else None,

@@ -108,14 +108,15 @@ def case_config(case: Case) -> Any:
 def mnist_rnn_variant(
     case: Case, input_shape: tuple[int, int], device: str, name: str = "mnist_rnn"
 ) -> Variant:
-    from mnist_rnn.evaluate import predict
-    from mnist_rnn.execution import plan_execution
+    from mnist_rnn.evaluate import Scorer
+    from mnist_rnn.execution import plan_execution, plan_scoring
     from mnist_rnn.loop import compile_model, fit_epoch
     from mnist_rnn.model import build_model
 
     holder: dict[str, Any] = {}
     cfg = case_config(case)
     execution = plan_execution(cfg, device)  # what `mnist-rnn train` would choose for this config
+    scorer = Scorer(cfg, plan_scoring(cfg, device))  # what its validation, test and eval run
 
     def warm(x: np.ndarray, y: np.ndarray) -> None:
         holder["m"] = build_model(cfg.model, input_shape, fused=execution.fused)
@@ -126,7 +127,7 @@ def mnist_rnn_variant(
         name,
         warm,
         lambda x, y: fit_epoch(holder["m"], x, y, BATCH, device) and None,
-        lambda x: predict(holder["m"], x, 1000),
+        lambda x: scorer(holder["m"], x),
         execution=execution.describe(),
     )
 
@@ -334,6 +335,7 @@ def run_case(case: Case, images: np.ndarray, labels: np.ndarray, reps: int, devi
         "ratio_vs_keras_tuned": med["mnist_rnn"] / med["keras_tuned"],
         "eval_ratio_vs_keras_tuned": eval_med["mnist_rnn"] / eval_med["keras_tuned"],
         "best_ratio_vs_keras_tuned": best["mnist_rnn"] / best["keras_tuned"],
+        "best_eval_ratio_vs_keras_tuned": eval_best["mnist_rnn"] / eval_best["keras_tuned"],
         "torch_samples_per_s": med.get("torch"),
         "ratio_vs_keras_fit": med["mnist_rnn"] / med["keras_fit"],
         "ratio_vs_torch": med["mnist_rnn"] / med["torch"] if "torch" in med else None,
@@ -361,8 +363,8 @@ def time_to_accuracy(target: float, plain: bool = False) -> dict[str, Any]:
 
     from mnist_rnn.config import Config, Jit, LstmKernel
     from mnist_rnn.data import load_dataset
-    from mnist_rnn.evaluate import score
-    from mnist_rnn.execution import Execution
+    from mnist_rnn.evaluate import Scorer
+    from mnist_rnn.execution import Execution, plan_scoring, select_device
     from mnist_rnn.train import EpochEnd, run_training
 
     cfg = Config()  # == configs/default.yaml (a unit test holds them equal)
@@ -372,9 +374,10 @@ def time_to_accuracy(target: float, plain: bool = False) -> dict[str, Any]:
         cfg = cfg.model_copy(update={"train": plain_train, "model": plain_model})
     data = load_dataset(cfg.data, cfg.seed)
     accuracies: list[float] = []
+    scorer = Scorer(cfg, plan_scoring(cfg, select_device(cfg.train.device)))
 
     def reached(end: EpochEnd) -> bool:
-        accuracies.append(score(end.model, data.test, cfg.train.eval_batch_size).accuracy)
+        accuracies.append(scorer.score(end.model, data.test).accuracy)
         return accuracies[-1] >= target
 
     with tempfile.TemporaryDirectory(prefix="mnist-rnn-bench-") as root:

@@ -37,4 +37,3 @@ def test_a_budget_stops_at_an_epoch_end_and_the_next_call_resumes(tmp_path: Path
     recorded = tmp_path / "record"
     assert json.loads((recorded / "runs" / "tiny" / "metrics.json").read_text()) == metrics
     assert f"{metrics['test_accuracy']:.2%}" in (recorded / "table.md").read_text()
-

@@ -1,0 +1,71 @@
+"""evaluate.Scorer: validation, the final test and `eval` score through one XLA-compiled stateless twin of
+Keras's layers on a CPU. It must give Keras's own predictions, whatever kernel trained the model, for any
+number of images (the last batch is padded), and follow the model's weights from one call to the next."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mnist_rnn.config import Config, Strategy
+from mnist_rnn.evaluate import Scorer, inference_model, predict
+from mnist_rnn.execution import plan_scoring
+from mnist_rnn.model import build_model, uses_fused_lstm
+
+
+def _config(**model: object) -> Config:
+    return Config.model_validate({"model": {"units": [16, 8], **model}, "train": {"eval_batch_size": 64}})
+
+
+def _images(n: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).random((n, 28, 28), dtype=np.float32)
+
+
+@pytest.mark.parametrize(
+    "model, fused, n",
+    [
+        ({"cell": "lstm"}, True, 150),  # fused kernel, two full batches and a padded one
+        ({"cell": "lstm"}, False, 64),  # exactly one batch
+        ({"cell": "gru"}, False, 10),  # fewer images than a batch: no padding, its own shape
+        ({"cell": "janet"}, False, 130),
+    ],
+)
+def test_scorer_gives_keras_predictions(model: dict, fused: bool, n: int) -> None:
+    cfg = _config(**model)
+    trained = build_model(cfg.model, (28, 28), fused=fused)
+    assert uses_fused_lstm(trained) == fused
+    x = _images(n)
+    expected = predict(inference_model(cfg, trained), x, 64)
+    got = Scorer(cfg, xla=True)(trained, x)
+    assert got.shape == (n, 10) and got.dtype == np.float32
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def test_scorer_follows_the_weights_of_each_call() -> None:
+    """Built once per run and reused every epoch: a stale copy of the weights would score the wrong model."""
+    cfg = _config()
+    scorer, model, x = Scorer(cfg, xla=True), build_model(_config().model, (28, 28)), _images(70)
+    first = scorer(model, x)
+    model.set_weights([w + 0.1 for w in model.get_weights()])
+    second = scorer(model, x)
+    assert np.abs(first - second).max() > 1e-3  # the change reached the scores
+    np.testing.assert_allclose(second, predict(model, x, 64), atol=1e-5)
+
+
+def test_scorer_of_a_stateful_model_scores_every_image_statelessly() -> None:
+    cfg = Config.model_validate(
+        {"model": {"units": [8]}, "train": {"stateful": True, "batch_size": 4, "eval_batch_size": 32}}
+    )
+    trained = build_model(cfg.model, (28, 28), batch_size=4, stateful=True)
+    x = _images(41)
+    expected = predict(inference_model(cfg, trained), x, 32)
+    np.testing.assert_allclose(Scorer(cfg, xla=True)(trained, x), expected, atol=1e-5)
+    np.testing.assert_allclose(Scorer(cfg, xla=False)(trained, x), expected, atol=1e-6)
+
+
+def test_scoring_uses_xla_on_a_cpu_without_a_strategy_only() -> None:
+    cfg = Config()
+    assert plan_scoring(cfg, "/CPU:0")
+    assert not plan_scoring(cfg, "/GPU:0")  # cuDNN's kernels, which XLA would replace
+    mirrored = cfg.model_copy(update={"train": cfg.train.model_copy(update={"strategy": Strategy.mirrored})})
+    assert not plan_scoring(mirrored, "/CPU:0")
