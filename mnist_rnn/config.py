@@ -164,6 +164,8 @@ class TrainConfig(_Frozen):
         Jit, BeforeValidator(lambda v: ("on" if v else "off") if isinstance(v, bool) else v)
     ] = Jit.auto
     eval_batch_size: PositiveInt = 1_000
+    # Threads per CPU op (TensorFlow's and XLA's kernels); None: TensorFlow's default, one per logical CPU.
+    cpu_threads: PositiveInt | None = None
     # Several devices (see README, "Training on GPUs and clusters"): batch_size is the global batch.
     strategy: Strategy = Strategy.none
     devices: Annotated[tuple[str, ...], Field(min_length=1)] | None = None  # mirrored; default: every GPU

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from mnist_rnn import __version__
 from mnist_rnn.config import Cell, Config, Device, Jit, Key, LstmKernel, ModelConfig, Strategy
 from mnist_rnn.data import training_images
-from mnist_rnn.errors import DeviceError
+from mnist_rnn.errors import ConfigError, DeviceError
 from mnist_rnn.layouts import LAYOUT_SHAPES
 from mnist_rnn.model import uses_fused_lstm
 
@@ -51,6 +51,25 @@ def select_device(device: Device) -> str:
         tf.config.set_visible_devices([], "GPU")  # hide them so no op lands there
         return "/CPU:0"
     return "/GPU:0" if gpus and device is not Device.cpu else "/CPU:0"
+
+
+def set_cpu_threads(threads: int | None) -> int:
+    """Apply `train.cpu_threads` before TensorFlow starts its runtime; return the count in effect (0:
+    TensorFlow's default, one per logical CPU). Results depend on it in the last digits (a matmul split
+    over more threads sums in another order), so a run records it."""
+    import tensorflow as tf
+
+    current = tf.config.threading.get_intra_op_parallelism_threads()
+    if threads is None or threads == current:
+        return current
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+    except RuntimeError:  # "cannot be modified after initialization"
+        raise ConfigError(
+            f"train.cpu_threads={threads} cannot take effect: TensorFlow already runs in this process "
+            f"with {current or 'its default number of'} threads; train in a new process (as the CLI does)"
+        ) from None
+    return threads
 
 
 def describe_device(device: str) -> str:
@@ -93,6 +112,7 @@ def environment_facts(device: str) -> dict[str, str]:
         "platform": platform.platform(),
         "device": describe_device(device),
         "cpu": cpu_description(),
+        "cpu threads per op": str(tf.config.threading.get_intra_op_parallelism_threads() or "default"),
     }
 
 

@@ -38,7 +38,7 @@ from mnist_rnn.distribute import (
     precision,
 )
 from mnist_rnn.errors import ConfigError, Interrupted, TrainingError
-from mnist_rnn.execution import cpu_description, select_device
+from mnist_rnn.execution import cpu_description, select_device, set_cpu_threads
 from mnist_rnn.loop import (
     BatchWatch,
     StopRequest,
@@ -94,6 +94,7 @@ def run_training(
     console = console or Console(stderr=True, soft_wrap=True)
     chief = is_chief(cfg.train)  # a multi_worker run's other workers write nothing into the run directory
     target = _target(cfg, run_dir, resume, chief)
+    set_cpu_threads(cfg.train.cpu_threads)  # before anything starts TensorFlow's runtime
     device = select_device(cfg.train.device)
     check_precision(cfg.train, device)
     strategy = make_strategy(cfg.train)  # a device that does not exist fails here, before any write
@@ -292,6 +293,7 @@ def _final_test(s: Session, stopped_early: bool) -> dict[str, Any]:
         "test_samples": test.samples,
         "device": s.device,
         "cpu": cpu_description(),  # speed depends on it: the model and its vector extensions
+        "cpu_threads": s.cfg.train.cpu_threads,  # None: TensorFlow's default, one per logical CPU
         "gpu": gpu_description(s.device),  # None on a CPU
         "cudnn": cudnn_report(s.cfg.model, s.device),  # on a GPU: used, or which keys rule it out
         "execution": asdict(s.execution),  # the path that trained it: which recurrent kernel, XLA or not

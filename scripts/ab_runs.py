@@ -1,0 +1,113 @@
+"""Whole `mnist-rnn train` runs, A against B, interleaved: for settings that act on the process and so
+cannot be compared inside one (threads per op, allocator settings).
+
+    python scripts/ab_runs.py configs/default.yaml --set train.epochs=3 --set data.limit_train=21384 \\
+        --a train.cpu_threads=1 --reps 3
+
+Each repetition trains A then B (then B then A the next time, so neither always runs first) as fresh
+processes into a temporary folder, and reads back per run: the epochs' fit seconds (history.csv; the
+first epoch, which compiles, is reported apart), user and system CPU seconds of the process
+(`getrusage` of the child), and the test accuracy. It prints medians and the ratios B/A of epoch time
+(> 1: A is faster) and A's and B's system share of CPU time, and writes the JSON (--out) with the
+machine's CPU model and vector extensions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mnist_rnn.execution import cpu_description
+
+
+def train_once(config: Path, overrides: list[str], run_dir: Path) -> dict[str, Any]:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    sets = [arg for item in overrides for arg in ("--set", item)]
+    command = [sys.executable, "-m", "mnist_rnn", "train", "-c", str(config), *sets]
+    command += ["--run-dir", str(run_dir)]
+    subprocess.run(command, check=True, capture_output=True)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    with (run_dir / "history.csv").open() as f:
+        seconds = [float(row["seconds"]) for row in csv.DictReader(f)]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    user, system = after.ru_utime - before.ru_utime, after.ru_stime - before.ru_stime
+    return {
+        "first_epoch_s": seconds[0],
+        "later_epoch_s": statistics.median(seconds[1:]) if len(seconds) > 1 else None,
+        "user_s": user,
+        "system_s": system,
+        "system_share": system / (user + system),
+        "test_accuracy": metrics["test_accuracy"],
+        # each KEY=VALUE as the run's own config.yaml holds it: proof that the setting reached the run
+        "applied": {key: _lookup(saved, key) for key, _, _ in (o.partition("=") for o in overrides)},
+    }
+
+
+def _lookup(tree: dict[str, Any], dotted: str) -> Any:
+    for part in dotted.split("."):
+        tree = tree[part]
+    return tree
+
+
+def summary(runs: list[dict[str, Any]]) -> dict[str, float | None]:
+    keys = ("first_epoch_s", "later_epoch_s", "user_s", "system_s", "system_share")
+    return {k: statistics.median(r[k] for r in runs) if runs[0][k] is not None else None for k in keys}
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("config", type=Path)
+    parser.add_argument("--set", dest="common", action="append", default=[], help="KEY=VALUE for both")
+    parser.add_argument("--a", action="append", default=[], help="KEY=VALUE for A only")
+    parser.add_argument("--b", action="append", default=[], help="KEY=VALUE for B only (default: none)")
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=Path("ab_runs.json"))
+    args = parser.parse_args(argv)
+    variants = {"A": args.common + args.a, "B": args.common + args.b}
+    results: dict[str, list[dict[str, Any]]] = {"A": [], "B": []}
+    with tempfile.TemporaryDirectory(prefix="mnist-rnn-ab-") as root:
+        for rep in range(args.reps):
+            for name in ("A", "B") if rep % 2 == 0 else ("B", "A"):
+                result = train_once(args.config, variants[name], Path(root) / f"{name}{rep}")
+                results[name].append(result)
+                print(f"rep {rep + 1} {name}: {json.dumps(result)}", flush=True)
+    med = {name: summary(runs) for name, runs in results.items()}
+    epoch_a, epoch_b = med["A"]["later_epoch_s"], med["B"]["later_epoch_s"]
+    report = {
+        "machine": {"cpu": cpu_description()},
+        "config": str(args.config),
+        "settings": variants,
+        "runs": results,
+        "medians": med,
+        "epoch_time_ratio_b_over_a": epoch_b / epoch_a if epoch_a and epoch_b else None,
+    }
+    for name in ("A", "B"):
+        m = med[name]
+        print(
+            f"{name} ({' '.join(variants[name]) or 'as configured'}): epoch {m['later_epoch_s']} s "
+            f"(first {m['first_epoch_s']:.1f} s), user {m['user_s']:.1f} s, system {m['system_s']:.1f} s "
+            f"({m['system_share']:.1%} of CPU time)"
+        )
+    if report["epoch_time_ratio_b_over_a"]:
+        ratio = report["epoch_time_ratio_b_over_a"]
+        print(f"epoch time B/A: {ratio:.2f} (> 1: A is faster); {cpu_description()}")
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {args.out}")
+    return report
+
+
+if __name__ == "__main__":
+    main()

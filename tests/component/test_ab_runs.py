@@ -1,0 +1,26 @@
+"""scripts/ab_runs.py trains A and B as separate processes, each with its own settings, and reports both."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.component.test_bench import _script
+from tests.conftest import REPO
+
+
+def test_ab_runs_trains_each_side_with_its_settings(tmp_path: Path) -> None:
+    out = tmp_path / "ab.json"
+    report = _script("ab_runs").main([
+        str(REPO / "configs" / "smoke.yaml"), "--set", "train.epochs=2", "--a", "train.cpu_threads=1",
+        "--reps", "1", "--out", str(out),
+    ])  # fmt: skip
+    assert json.loads(out.read_text()) == json.loads(json.dumps(report))
+    (a,), (b,) = report["runs"]["A"], report["runs"]["B"]
+    assert a["applied"] == {"train.epochs": 2, "train.cpu_threads": 1}
+    assert b["applied"] == {"train.epochs": 2}
+    for run in (a, b):
+        assert run["later_epoch_s"] > 0 and run["user_s"] > 0 and 0 < run["system_share"] < 1
+        assert 0 < run["test_accuracy"] <= 1
+    assert report["epoch_time_ratio_b_over_a"] == b["later_epoch_s"] / a["later_epoch_s"]
+    assert "AVX" in report["machine"]["cpu"] or "logical CPUs" in report["machine"]["cpu"]
