@@ -188,13 +188,6 @@ def plan_scoring(cfg: Config, device: str) -> bool:
     return device.startswith("/CPU") and cfg.train.strategy is Strategy.none
 
 
-def scoring_device() -> str:
-    """The device `eval` scores on: TensorFlow's own choice (a GPU if it sees one)."""
-    import tensorflow as tf
-
-    return "/GPU:0" if tf.config.list_physical_devices("GPU") else "/CPU:0"
-
-
 def running_execution(model: keras.Model) -> Execution:
     """The path a built or restored model runs: a resumed run goes on with what its checkpoint holds."""
     import tensorflow as tf
