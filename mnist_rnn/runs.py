@@ -131,6 +131,13 @@ def write_command(run_dir: Path, argv: Sequence[str], facts: dict[str, str]) -> 
     atomic_write_text(run_dir / COMMAND, "\n".join(lines) + "\n")
 
 
+def read_command_facts(run_dir: Path) -> dict[str, str]:
+    """The facts `write_command` recorded beside the command (versions, device, cpu, gpu); {} if none."""
+    path = run_dir / COMMAND
+    lines = path.read_text().splitlines()[1:] if path.is_file() else []
+    return dict(line.split(": ", 1) for line in lines if ": " in line and not line.startswith("resumed "))
+
+
 def append_command(run_dir: Path, argv: Sequence[str], when: str) -> None:
     """Record a resume under the original command, so command.txt tells the run's whole story."""
     text = (run_dir / COMMAND).read_text() if (run_dir / COMMAND).exists() else ""

@@ -15,7 +15,6 @@ machine's CPU model and vector extensions.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import resource
 import statistics
@@ -25,8 +24,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from mnist_rnn import runs
+from mnist_rnn.config import config_to_dict, flatten
 from mnist_rnn.execution import cpu_description
 
 
@@ -37,10 +36,9 @@ def train_once(config: Path, overrides: list[str], run_dir: Path) -> dict[str, A
     command += ["--run-dir", str(run_dir)]
     subprocess.run(command, check=True, capture_output=True)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    with (run_dir / "history.csv").open() as f:
-        seconds = [float(row["seconds"]) for row in csv.DictReader(f)]
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    seconds = [float(row["seconds"]) for row in runs.read_history(run_dir)]
+    metrics = runs.read_json(run_dir / runs.METRICS)
+    saved = flatten(config_to_dict(runs.read_run_config(run_dir)))
     user, system = after.ru_utime - before.ru_utime, after.ru_stime - before.ru_stime
     return {
         "first_epoch_s": seconds[0],
@@ -54,14 +52,8 @@ def train_once(config: Path, overrides: list[str], run_dir: Path) -> dict[str, A
         "system_share": system / (user + system),
         "test_accuracy": metrics["test_accuracy"],
         # each KEY=VALUE as the run's own config.yaml holds it: proof that the setting reached the run
-        "applied": {key: _lookup(saved, key) for key, _, _ in (o.partition("=") for o in overrides)},
+        "applied": {key: saved[key] for key, _, _ in (o.partition("=") for o in overrides)},
     }
-
-
-def _lookup(tree: dict[str, Any], dotted: str) -> Any:
-    for part in dotted.split("."):
-        tree = tree[part]
-    return tree
 
 
 def summary(runs: list[dict[str, Any]]) -> dict[str, float | None]:

@@ -17,7 +17,6 @@ status.json) to DIR/runs/<name>/, so the figures' sources can be committed besid
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import shutil
 import signal
@@ -28,6 +27,7 @@ from typing import Any
 
 from rich.console import Console
 
+from mnist_rnn import runs
 from mnist_rnn.config_files import load_config
 from mnist_rnn.errors import Interrupted, MnistRnnError
 from mnist_rnn.evaluate import evaluate_run
@@ -98,11 +98,11 @@ def train_within_budget(
 def _figures(run_dir: Path, planned: int, batches: int) -> tuple[float, str, float]:
     """(test accuracy, epochs run, fit seconds): from metrics.json for a run that ended, or for a run
     stopped inside an epoch from eval.json (checkpoints/last scored) and that checkpoint's state."""
-    if (run_dir / "metrics.json").is_file():
-        metrics = json.loads((run_dir / "metrics.json").read_text())
+    if (run_dir / runs.METRICS).is_file():
+        metrics = runs.read_json(run_dir / runs.METRICS)
         return metrics["test_accuracy"], f"{metrics['epochs_run']} of {planned}", metrics["train_seconds"]
-    report = json.loads((run_dir / "eval.json").read_text())
-    state = json.loads((run_dir / "checkpoints" / "last" / "state.json").read_text())
+    report = runs.read_json(run_dir / runs.EVAL)
+    state = runs.read_checkpoint_state(run_dir, "last")
     epochs = f"{state['epoch']} of {planned}, + {state['step']} of {batches} batches (stopped)"
     return report["accuracy"], epochs, state.get("fit_seconds", float("nan"))
 
@@ -114,10 +114,7 @@ def table_row(run_dir: Path) -> dict[str, Any]:
     cfg = load_config(run_dir / "config.yaml")
     batches = math.ceil(training_images(cfg.data) / cfg.train.batch_size)
     accuracy, epochs, seconds = _figures(run_dir, cfg.train.epochs, batches)
-    status = json.loads((run_dir / "status.json").read_text()) if (run_dir / "status.json").is_file() else {}
-    facts = dict(
-        line.split(": ", 1) for line in (run_dir / "command.txt").read_text().splitlines()[1:] if ": " in line
-    )
+    status, facts = runs.read_status(run_dir), runs.read_command_facts(run_dir)
     machine = facts.get("gpu") or facts.get("cpu") or cpu_description()
     layout, cell = str(cfg.data.layout), str(cfg.model.cell)
     return {

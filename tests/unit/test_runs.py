@@ -177,3 +177,11 @@ def test_kill_during_checkpoint_writes_always_leaves_a_loadable_checkpoint(tmp_p
         found = runs.find_checkpoint(run, "last")
         n = json.loads((found / runs.STATE_FILE).read_text())["n"]
         assert (found / runs.MODEL_FILE).read_bytes() == bytes([n % 256]) * 20000
+
+
+def test_command_facts_read_back_what_write_command_wrote(tmp_path: Path) -> None:
+    facts = {"tensorflow": "2.21.0", "cpu": "AMD EPYC (AVX2, 2 logical CPUs)", "device": "/CPU:0 (x86_64)"}
+    runs.write_command(tmp_path, ["mnist-rnn", "train", "-c", "a: b.yaml"], facts)
+    runs.append_command(tmp_path, ["mnist-rnn", "train", "--resume", "x"], "2026-11-26T03:00:00")
+    assert runs.read_command_facts(tmp_path) == facts  # neither the command nor a resume line
+    assert runs.read_command_facts(tmp_path / "none") == {}
