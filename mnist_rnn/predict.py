@@ -82,7 +82,9 @@ def load_predictor(source: Path) -> tuple[Predictor, Layout, str]:
     permutation here, an artefact inside its own graph."""
     if (source / MANIFEST).is_file():
         manifest, predictor = load_artefact(source)
-        return predictor, Layout(manifest["preprocessing"]["layout"]), f"{manifest['format']} export {source}"
+        # Named by folder, not by path: serve shows this to whoever opens its page.
+        layout = Layout(manifest["preprocessing"]["layout"])
+        return predictor, layout, f"{manifest['format']} export {source.resolve().name}"
     run_dir, checkpoint = runs.resolve_run_dir(source)
     cfg = runs.read_run_config(run_dir)
     model = inference_model(cfg, runs.load_checkpoint(run_dir, checkpoint)[0])
@@ -90,7 +92,7 @@ def load_predictor(source: Path) -> tuple[Predictor, Layout, str]:
     return (
         lambda x: keras_predict(model, to_model_order(x, order), batch),
         cfg.data.layout,
-        f"checkpoint {checkpoint} of {run_dir}",
+        f"checkpoint {checkpoint} of {run_dir.resolve().name}",
     )
 
 

@@ -98,6 +98,27 @@ def embedded_copy(tmp_path: Path) -> Path:
     return target
 
 
+def expected_cpu() -> tuple[str, str]:
+    """(model name, widest vector extension) as `lscpu` reports them: a source independent of the package's
+    own /proc/cpuinfo reader, for checking what runs and benches record."""
+    out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True, env={"LC_ALL": "C"}).stdout
+    facts = {k.strip(): v.strip() for k, _, v in (line.partition(":") for line in out.splitlines())}
+    flags = set(facts.get("Flags", "").split())
+    vector = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
+    return facts["Model name"], vector
+
+
+def plain_test_images(n: int) -> np.ndarray:
+    """The first n MNIST test images as a person's program would hold them: read straight from the IDX file
+    (not through the package's loader), row-major pixels / 255, shape (n, 784, 1)."""
+    import gzip
+
+    with gzip.open(EMBEDDED / "t10k-images-idx3-ubyte.gz", "rb") as f:
+        raw = f.read(16 + n * 784)
+    pixels = np.frombuffer(raw, np.uint8, count=n * 784, offset=16)
+    return (pixels.astype(np.float32) / 255.0).reshape(n, 784, 1)
+
+
 def train_run(config: Path | dict, run_dir: Path, *overrides: str, **kwargs: Any) -> RunResult:
     """Train a config file (or a TINY-like dict) into `run_dir` through the public entry point, quietly.
 

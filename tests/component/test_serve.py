@@ -35,10 +35,11 @@ def _png(tmp_path: Path) -> Path:
     return path
 
 
-def test_healthz_says_what_is_served(client: TestClient) -> None:
+def test_healthz_says_what_is_served(client: TestClient, smoke_run: Path) -> None:
     health = client.get("/healthz").json()
     assert health["status"] == "ok" and health["streaming"] is True and health["layout"] == "rows"
-    assert "checkpoint best" in health["model"]
+    assert health["model"] == f"checkpoint best of {smoke_run.name}"
+    assert str(smoke_run.parent) not in json.dumps(health)  # the run by its folder name, not a path
 
 
 def test_an_upload_gets_the_same_probabilities_as_predict(
@@ -138,4 +139,8 @@ def test_an_export_folder_serves_without_a_row_chart(smoke_run: Path, tmp_path: 
     with open(_png(tmp_path), "rb") as f:
         body = client.post("/predict?steps=true", files={"file": ("d.png", f, "image/png")}).json()
     assert body["steps"] is None and len(body["probabilities"]) == 10
-    assert json.dumps(body)  # plain JSON types throughout
+    # the artefact's answer is a proper distribution whose top class is the one reported
+    probabilities = body["probabilities"]
+    assert sum(probabilities) == pytest.approx(1.0, abs=1e-4) and min(probabilities) >= 0
+    assert body["class"] == probabilities.index(max(probabilities))
+    assert body["confidence"] == pytest.approx(max(probabilities))

@@ -136,8 +136,14 @@ def test_a_stop_asked_of_one_worker_stops_both_at_the_same_batch(tmp_path: Path)
     other.send_signal(signal.SIGTERM)  # the non-chief is asked; the chief must stop with it
     results = _finish([chief, other], timeout=120)
     assert [code for code, _ in results] == [128 + signal.SIGTERM] * 2, [o[-1500:] for _, o in results]
+    # Each worker says where its own checkpoint stands (the other writes into a scratch copy): the same
+    # batch on both, and the chief's is the one in the run directory.
+    held = [re.findall(r"checkpoints/last holds (epoch \d+(?:, batch \d+)?);", out) for _, out in results]
+    assert all(len(h) == 1 for h in held) and held[0] == held[1], held
     state = json.loads((run / "checkpoints" / "last" / "state.json").read_text())
-    assert state["epoch"] == 1 or state["step"] > 0  # a checkpoint where both stopped
+    assert held[0][0] == (
+        f"epoch {state['epoch'] + 1}, batch {state['step']}" if state["step"] else f"epoch {state['epoch']}"
+    )
     resumed = _finish(_workers(["--resume", str(run)], tmp_path, _free_ports(2)))
     assert [code for code, _ in resumed] == [0, 0], [o[-1500:] for _, o in resumed]
     assert _digest(resumed[0][1]) == _digest(resumed[1][1])

@@ -3,6 +3,7 @@ HTTP, a 50 MB upload refused unread, a port in use, and the drawing page in a re
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -13,7 +14,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 pytest.importorskip("fastapi", reason="the serve extra is not installed: pip install 'mnist-rnn[serve]'")
 import httpx  # noqa: E402
@@ -22,6 +25,7 @@ from tests.conftest import REPO, start_cli  # noqa: E402
 
 DIGITS = REPO / "tests" / "data" / "digits"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+SEEN = "#seen"  # the 28x28 picture the network was given
 SCREENSHOTS = os.environ.get("MNIST_RNN_SCREENSHOTS")  # keep the page's screenshots here, to look at
 
 
@@ -121,7 +125,9 @@ def _draw_seven(page: object, box: dict[str, float]) -> None:
 
 @pytest.mark.browser
 @pytest.mark.skipif(CHROMIUM is None, reason="no Chromium installed (apt-get install chromium)")
-def test_drawing_a_digit_shows_the_prediction_and_the_row_chart(server: str, tmp_path: Path) -> None:
+def test_drawing_a_digit_shows_the_prediction_and_the_row_chart(
+    server: str, smoke_run: Path, tmp_path: Path
+) -> None:
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(
@@ -135,13 +141,23 @@ def test_drawing_a_digit_shows_the_prediction_and_the_row_chart(server: str, tmp
         page.wait_for_function("/^[0-9]$/.test(document.getElementById('digit').textContent)", timeout=30000)
         page.wait_for_function("document.getElementById('rows-note').textContent.includes('settles on')")
         shown = page.locator("#digit").text_content()
+        footer = page.locator("#model").text_content() or ""
+        pad, seen = page.locator("#pad").bounding_box(), page.locator(SEEN).bounding_box()
         note = page.locator("#rows-note").text_content() or ""
         bars = page.locator("#bars .bar").count()
         screenshot = page.screenshot(full_page=True)
         browser.close()
-    assert shown is not None and note.startswith("Each column is the network's belief") and bars == 10
-    assert f"settles on {shown} after " in note and note.endswith("of the 28 image rows.")
+    assert shown == "7", shown  # the smoke model reads this drawn 7 as a 7
+    assert note.startswith("Each column is the network's belief") and bars == 10
+    assert "settles on 7 after " in note and note.endswith("of the 28 image rows.")
+    assert str(smoke_run.parent) not in footer  # the run by its folder name, not a machine path
     target = Path(SCREENSHOTS) if SCREENSHOTS else tmp_path
     target.mkdir(parents=True, exist_ok=True)
     (target / "serve-page.png").write_bytes(screenshot)
-    assert len(screenshot) > 10_000  # a rendered page, not a blank one
+    # what a person sees: the strokes on the pad, and the 28x28 picture the network was given, not blank
+    with Image.open(io.BytesIO(screenshot)) as image:
+        shot = np.asarray(image.convert("L"), dtype=np.float32)
+    for name, box in (("pad", pad), ("the network's input", seen)):
+        x, y, w, h = (round(box[k]) for k in ("x", "y", "width", "height"))
+        region = shot[y : y + h, x : x + w]
+        assert region.size and 0.02 < (np.abs(region - np.median(region)) > 64).mean() < 0.6, name
