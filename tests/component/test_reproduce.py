@@ -37,3 +37,24 @@ def test_a_budget_stops_at_an_epoch_end_and_the_next_call_resumes(tmp_path: Path
     recorded = tmp_path / "record"
     assert json.loads((recorded / "runs" / "tiny" / "metrics.json").read_text()) == metrics
     assert f"{metrics['test_accuracy']:.2%}" in (recorded / "table.md").read_text()
+
+
+def test_a_hard_budget_stops_inside_an_epoch_and_scores_the_last_checkpoint(tmp_path: Path) -> None:
+    # 640 batches of 64 an epoch through LSTM(128), one per call: 10-20 s, well past a 6 s budget, which
+    # start-up and the first batches fit in (a stop before any batch has nothing to save or score)
+    config = tmp_path / "tiny.yaml"
+    tiny = {
+        **TINY, "model": {"cell": "lstm", "units": [128]},
+        "data": {**TINY["data"], "limit_train": 40960}, "train": {**TINY["train"], "epochs": 2},
+    }  # fmt: skip
+    config.write_text(yaml.safe_dump({**tiny, "train": {**tiny["train"], "steps_per_execution": 1}}))
+    reproduce, root = _reproduce(), tmp_path / "runs"
+    (row,) = reproduce.main([str(config), "--root", str(root), "--hard-budget-minutes", "0.1"])
+    run = root / "tiny"
+    state = json.loads((run / "checkpoints" / "last" / "state.json").read_text())
+    assert state["epoch"] == 0 and 0 < state["step"] < 640  # stopped inside the first epoch
+    assert row["epochs"] == f"0 of 2, + {state['step']} of 640 batches (stopped)"
+    evaluated = json.loads((run / "eval.json").read_text())
+    assert evaluated["checkpoint"] == "last" and row["test_accuracy"] == evaluated["accuracy"]
+    assert json.loads((run / "status.json").read_text())["status"] == "interrupted"
+    assert not (run / "metrics.json").exists()

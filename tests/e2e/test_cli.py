@@ -165,6 +165,22 @@ def test_export_through_the_cli_prints_the_folder(smoke_run: Path) -> None:
     assert "max |Δprob| vs Keras" in result.stderr
 
 
+def test_export_quantize_dynamic_through_the_cli(synthetic_run: Path) -> None:
+    smoke_run = synthetic_run  # confident enough that int8 weights keep 99.9% of classes (smoke: 99.8%)
+    result = runner.invoke(app, ["export", str(smoke_run), "--format", "tflite", "--quantize", "dynamic"])
+    assert result.exit_code == 0, result.stderr
+    folder = smoke_run / "export" / "tflite-dynamic"
+    assert result.stdout.strip() == str(folder)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["quantize"] == "dynamic" and manifest["parity"]["ok"]
+    assert manifest["parity"]["same_class_fraction"] >= 0.999  # the documented bound for quantized TFLite
+    # and it predicts through `predict` like any artefact
+    digits = sorted((REPO / "tests" / "data" / "digits").glob("*.png"))[:3]
+    done = runner.invoke(app, ["predict", str(folder), *map(str, digits), "--json"])
+    assert done.exit_code == 0, done.stderr
+    assert len(json.loads(done.stdout)["predictions"]) == 3
+
+
 def _digit_files(tmp_path: Path) -> tuple[list[Path], np.ndarray]:
     """Real MNIST test digits as a PNG, an upscaled inverted JPEG-free PNG pair and an IDX file."""
     from PIL import Image
