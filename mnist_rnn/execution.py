@@ -130,6 +130,10 @@ def seed_everything(
     from tensorflow.python.framework import config as tf_config  # the public API has no "disable"
 
     keras.utils.set_random_seed(seed)
+    # On an Ampere or newer NVIDIA GPU, TensorFlow runs float32 matmuls and convolutions in TF32 (a 10-bit
+    # mantissa) by default: the same seed would then give numbers that differ from a CPU's and from the
+    # float32 the config asks for far beyond rounding. A deterministic run computes in full float32.
+    tf.config.experimental.enable_tensor_float_32_execution(not deterministic)
     # The switch is process-wide and sticky: set it both ways, so an earlier run in the same process
     # (tests, notebooks) cannot silently turn XLA off for this one.
     if deterministic and not (jit_compile and device.startswith("/CPU")):

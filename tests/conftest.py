@@ -24,6 +24,20 @@ CONFIGS = REPO / "configs"
 EMBEDDED = REPO / "mnist_rnn" / "embedded" / "mnist"
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """`gpu` tests skip, saying why, where TensorFlow sees no GPU (`python -m pytest -m gpu` on a CPU
+    machine reports them skipped, not failed)."""
+    gpu_tests = [item for item in items if item.get_closest_marker("gpu")]
+    if not gpu_tests:
+        return
+    import tensorflow as tf
+
+    if not tf.config.list_physical_devices("GPU"):
+        skip = pytest.mark.skip(reason="TensorFlow sees no GPU on this machine")
+        for item in gpu_tests:
+            item.add_marker(skip)
+
+
 @pytest.fixture(autouse=True)
 def _isolated_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.chdir(tmp_path)

@@ -37,8 +37,10 @@ from mnist_rnn.predict import load_predictor
 from mnist_rnn.train import run_training
 from rich.console import Console
 out = {}
-for strategy in ("none", "mirrored"):
-    cfg = load_config(sys.argv[1], [f"train.strategy={strategy}"])
+# The devices are named, so the check is the same on a machine with GPUs (where "every GPU" is the default)
+for strategy, overrides in (("none", ["train.device=cpu"]),
+                            ("mirrored", ["train.devices=['/cpu:0', '/cpu:1']"])):
+    cfg = load_config(sys.argv[1], [f"train.strategy={strategy}", *overrides])
     result = run_training(cfg, runs.Path(sys.argv[2]) / strategy, console=Console(quiet=True))
     model, _ = runs.load_checkpoint(result.run_dir, "last")
     out[strategy] = {
@@ -92,11 +94,32 @@ def test_on_a_gpu_cudnn_mixed_precision_and_the_gpu_are_recorded(tmp_path: Path)
     gru = {**TINY, "model": {"cell": "gru", "units": [16]}}
     metrics = train_run(gru, tmp_path / "run", "train.mixed_precision=true", "train.device=gpu").metrics
     assert metrics["gpu"] and metrics["cudnn"] == {"used": True, "blockers": []}
+    # what the report says is what runs: the trained model's GPU graph holds a cuDNN RNN op
+    assert _runs_cudnn(tmp_path / "run") is True
     assert "gpu" in (tmp_path / "run" / "command.txt").read_text()
     assert metrics["test_accuracy"] > 0.5
     assert keras.mixed_precision.global_policy().name == "float32"  # restored after the run
     blocked = train_run(gru, tmp_path / "run2", "model.recurrent_dropout=0.1", "train.epochs=1").metrics
     assert blocked["cudnn"]["used"] is False and "recurrent_dropout" in blocked["cudnn"]["blockers"][0]
+    assert _runs_cudnn(tmp_path / "run2") is False
+
+
+def _runs_cudnn(run_dir: Path) -> bool:
+    """Whether the run's model, called on the GPU, puts a cuDNN RNN op into its graph (observed, not
+    derived from the config)."""
+    import tensorflow as tf
+
+    from mnist_rnn import runs
+
+    model, _ = runs.load_checkpoint(run_dir, "last")
+    shape = (2, *model.input_shape[1:])
+    with tf.device("/GPU:0"):
+        graph = tf.function(lambda x: model(x, training=True)).get_concrete_function(
+            tf.TensorSpec(shape, tf.float32)
+        ).graph
+    ops = {op.type for op in graph.get_operations()}
+    ops |= {node.op for f in graph.as_graph_def().library.function for node in f.node_def}
+    return any(op.startswith("CudnnRNN") for op in ops)
 
 
 @pytest.mark.parametrize(
@@ -119,13 +142,13 @@ def test_combinations_a_strategy_cannot_run_are_config_errors(overrides: list[st
 def test_a_device_that_does_not_exist_and_mixed_precision_on_a_cpu_are_refused(tmp_path: Path) -> None:
     with pytest.raises(DeviceError, match=r"train.devices: /gpu:7 not found; this machine has CPU:0"):
         train_run(TINY, tmp_path / "a", "train.strategy=mirrored", "train.devices=['/gpu:7']")
-    with pytest.raises(ConfigError, match="train.mixed_precision: needs a GPU"):
-        train_run(TINY, tmp_path / "b", "train.mixed_precision=true")
+    with pytest.raises(ConfigError, match="train.mixed_precision: needs a GPU"):  # cpu named: so on any host
+        train_run(TINY, tmp_path / "b", "train.mixed_precision=true", "train.device=cpu")
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()  # refused before any write
 
 
 def test_a_cpu_run_records_no_gpu_and_no_cudnn(tmp_path: Path) -> None:
-    metrics = train_run(TINY, tmp_path / "run", "train.epochs=1").metrics
+    metrics = train_run(TINY, tmp_path / "run", "train.epochs=1", "train.device=cpu").metrics
     assert metrics["gpu"] is None and metrics["cudnn"] is None
     assert metrics["execution"]["replicas"] == 1
 
@@ -186,3 +209,20 @@ def test_the_mixed_precision_policy_computes_in_float16_with_a_float32_output() 
     assert recurrent.compute_dtype == "float16" and recurrent.variable_dtype == "float32"
     assert head.compute_dtype == "float32"  # softmax and the loss stay in float32
     assert model.output.dtype == "float32"
+
+
+def test_a_deterministic_run_turns_tf32_off() -> None:
+    """The exactness checks (1e-5 and tighter) hold on an Ampere GPU only in full float32: TF32,
+    TensorFlow's
+    default there, is not turned off by op determinism alone."""
+    import tensorflow as tf
+
+    from mnist_rnn.execution import seed_everything
+
+    try:
+        seed_everything(1, deterministic=True)
+        assert tf.config.experimental.tensor_float_32_execution_enabled() is False
+        seed_everything(1, deterministic=False)
+        assert tf.config.experimental.tensor_float_32_execution_enabled() is True
+    finally:
+        seed_everything(1, deterministic=True)
