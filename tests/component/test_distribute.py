@@ -213,8 +213,7 @@ def test_the_mixed_precision_policy_computes_in_float16_with_a_float32_output() 
 
 def test_a_deterministic_run_turns_tf32_off() -> None:
     """The exactness checks (1e-5 and tighter) hold on an Ampere GPU only in full float32: TF32,
-    TensorFlow's
-    default there, is not turned off by op determinism alone."""
+    TensorFlow's default there, is not turned off by op determinism alone."""
     import tensorflow as tf
 
     from mnist_rnn.execution import seed_everything

@@ -99,7 +99,7 @@ JANET_CHUNKED = {
     **TINY,
     "data": {**TINY["data"], "layout": "rows", "chunk_steps": 7},
     "model": {"cell": "janet", "units": [16, 16]},
-    "train": {**TINY["train"], "stateful": True, "epochs": 3},
+    "train": {**TINY["train"], "stateful": True, "epochs": 6},
 }
 
 
@@ -110,8 +110,10 @@ def janet_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_janet_trains_stateful_by_chunks_and_learns(janet_run: Path) -> None:
     metrics = json.loads((janet_run / "metrics.json").read_text())
-    assert metrics["epochs_run"] == 3
-    assert metrics["test_accuracy"] > 0.25  # chance is 0.1
+    assert metrics["epochs_run"] == 6
+    # Measured on this data: 0.78 after 6 epochs (chrono forget biases start slowly; 0.39 after 3, where
+    # an LSTM of the same shape has 0.70). A cell that cannot carry what it read stays near chance (0.1).
+    assert metrics["test_accuracy"] > 0.7
     losses = [float(row["loss"]) for row in runs.read_history(janet_run)]
     assert losses[-1] < 0.8 * losses[0]
     assert "forget_bias: chrono" in (janet_run / "config.yaml").read_text()

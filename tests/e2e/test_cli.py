@@ -42,7 +42,10 @@ def test_train_writes_every_file_of_the_run_directory(smoke_run: Path) -> None:
     metrics = json.loads((smoke_run / "metrics.json").read_text())
     for key in ("best_val_accuracy", "best_epoch", "test_accuracy", "train_seconds", "samples_per_second"):
         assert metrics[key] is not None
-    assert metrics["test_accuracy"] > 0.7  # the smoke config really learns real MNIST
+    # The figure the docs give comes from the committed run (docs/results/runs/smoke): on the same CPU kind
+    # it is equal to the digit; another kind rounds differently, a handful of the 1,000 images at most.
+    committed = json.loads((REPO / "docs/results/runs/smoke/metrics.json").read_text())["test_accuracy"]
+    assert metrics["test_accuracy"] == pytest.approx(committed, abs=0.01)
 
 
 def test_eval_reports_and_agrees_with_metrics(smoke_run: Path) -> None:

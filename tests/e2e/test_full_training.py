@@ -1,4 +1,5 @@
-"""Full-data training to the accuracy the README promises. Minutes long: `python -m pytest -m slow`."""
+"""Full-data training to the accuracy the docs give (from the committed run in docs/results/runs/default).
+Minutes long: `python -m pytest -m slow`."""
 
 from __future__ import annotations
 
@@ -9,11 +10,11 @@ import pytest
 from typer.testing import CliRunner
 
 from mnist_rnn.cli import app
-from tests.conftest import CONFIGS
+from tests.conftest import CONFIGS, REPO
 
 
 @pytest.mark.slow
-def test_default_config_reaches_98_8_percent_on_the_real_test_set(tmp_path: Path) -> None:
+def test_default_config_reaches_the_documented_accuracy_on_the_real_test_set(tmp_path: Path) -> None:
     run = tmp_path / "default"
     result = CliRunner().invoke(
         app, ["train", "--config", str(CONFIGS / "default.yaml"), "--run-dir", str(run)]
@@ -21,4 +22,7 @@ def test_default_config_reaches_98_8_percent_on_the_real_test_set(tmp_path: Path
     assert result.exit_code == 0, result.stderr
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["test_samples"] == 10000
-    assert metrics["test_accuracy"] >= 0.988, metrics
+    # Equal to the digit on the committed run's CPU kind; another kind (AVX-512 rather than AVX2) or thread
+    # count rounds differently: 99.05% was measured on an AVX-512 machine of this kind.
+    committed = json.loads((REPO / "docs/results/runs/default/metrics.json").read_text())
+    assert metrics["test_accuracy"] == pytest.approx(committed["test_accuracy"], abs=0.0015), metrics

@@ -1,0 +1,181 @@
+"""Write every figure in README.md and docs/*.md from the committed artefact it comes from.
+
+    python scripts/docs_figures.py            # rewrite the marked places
+    python scripts/docs_figures.py --check    # exit 1, listing them, if any marked place is out of date
+
+A figure in the Markdown is a marked place:
+
+    <!--fig:docs/results/runs/default/metrics.json:test_accuracy:pct-->98.98%<!--/fig-->
+
+naming the artefact (JSON under docs/, relative to the repository), the key inside it (dots for nesting,
+numbers for list items) and the format (`FORMATS` below). A whole block can come from a file:
+
+    <!--include:docs/results/table.md-->
+    ...the file's text...
+    <!--/include-->
+
+and a table from a JSON artefact through a named renderer (`TABLES` below):
+
+    <!--table:bench:docs/bench/NAME.json-->
+    ...
+    <!--/table-->
+
+tests/unit/test_docs.py runs `--check` in the default suite, and also fails on a figure (a percentage, a
+ratio with ×, a rate or a duration) written outside a marked place, so a hand-typed figure cannot land.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+DOCUMENTS = ("README.md", "docs/*.md")
+
+FIG = re.compile(r"<!--fig:(?P<src>[^:]+):(?P<key>[^:]+):(?P<fmt>\w+)-->(?P<value>.*?)<!--/fig-->")
+BLOCK = re.compile(
+    r"<!--(?P<kind>include|table):(?P<spec>[^>]+?)-->\n(?P<body>.*?)<!--/(?P=kind)-->", re.DOTALL
+)
+
+FORMATS: dict[str, Callable[[Any], str]] = {
+    "pct": lambda v: f"{float(v):.2%}",  # 0.9898 -> 98.98%
+    "pct1": lambda v: f"{float(v):.1%}",
+    "int": lambda v: f"{int(v):,}",  # 213258 -> 213,258
+    "f1": lambda v: f"{float(v):.1f}",
+    "f2": lambda v: f"{float(v):.2f}",
+    "x2": lambda v: f"{float(v):.2f}×",  # a ratio
+    "s0": lambda v: f"{float(v):.0f} s",
+    "min1": lambda v: f"{float(v) / 60:.1f} min",
+    "kib": lambda v: f"{float(v) / 1024:,.0f} KiB",
+    "sci": lambda v: f"{float(v):.1e}",
+    "str": str,
+}
+
+
+def lookup(source: str, key: str) -> Any:
+    value: Any = json.loads((REPO / source).read_text())
+    for part in key.split("."):
+        value = value[int(part)] if isinstance(value, list) else value[part]
+    return value
+
+
+# ------------------------------------------------------------------------------------------- tables
+
+
+def _bench_table(report: dict[str, Any]) -> str:
+    """scripts/bench.py's bench.json: per case, each variant's training and eval rate (median [min-max]),
+    the ratios of mnist-rnn's median to each baseline's, and the A/A control."""
+    lines = [
+        "| case | variant | train samples/s, median [min–max] | eval samples/s, median [min–max] |",
+        "|---|---|---|---|",
+    ]
+    ratios = [
+        "| case | vs plain Keras fit | vs tuned Keras | vs PyTorch | A/A | eval vs tuned Keras | eval A/A |",
+        "|---|---|---|---|---|---|---|",
+    ]
+
+    def rate(r: dict[str, float]) -> str:
+        return f"{r['median']:,.0f} [{r['min']:,.0f}–{r['max']:,.0f}]"
+
+    def ratio(value: float | None) -> str:
+        return "not measured" if value is None else f"{value:.2f}×"
+
+    for case in report["cases"]:
+        for name, v in case["variants"].items():
+            train, scored = rate(v["train_samples_per_s"]), rate(v["eval_samples_per_s"])
+            lines.append(f"| {case['name']} | {name} | {train} | {scored} |")
+        ratios.append(
+            f"| {case['name']} | {ratio(case['ratio_vs_keras_fit'])} | "
+            f"{ratio(case['ratio_vs_keras_tuned'])} | {ratio(case.get('ratio_vs_torch'))} | "
+            f"{ratio(case['aa_ratio'])} | "
+            f"{ratio(case['eval_ratio_vs_keras_tuned'])} | {ratio(case['eval_aa_ratio'])} |"
+        )
+    machine = report["machine"]
+    footer = (
+        f"Machine: {machine['cpu']}; TensorFlow {machine['tensorflow']}, Keras {machine['keras']}, "
+        f"PyTorch {machine.get('torch') or 'not installed'}; "
+        f"float32 matmul {machine['matmul_gflops']:.0f} GFLOP/s; "
+        f"{report['cases'][0]['repetitions']} interleaved repetitions."
+    )
+    return "\n".join([*lines, "", *ratios, "", footer])
+
+
+def _export_table(manifests: dict[str, Any]) -> str:
+    """docs/results/exports.json: one manifest per export of the default run."""
+    lines = [
+        "| format | file | size | test accuracy (10,000) | max \\|Δprob\\| vs Keras (1,000) | same class |",
+        "|---|---|---|---|---|---|",
+    ]
+    for label, m in manifests.items():
+        (name, size), *_ = m["files"].items()
+        lines.append(
+            f"| `{label}` | `{name}` | {size / 1024:,.0f} KiB | {m['test_accuracy']:.2%} | "
+            f"{m['parity']['max_abs_prob_diff']:.1e} | {m['parity']['same_class_fraction']:.1%} |"
+        )
+    return "\n".join(lines)
+
+
+def _literature_table(literature: dict[str, Any]) -> str:
+    """docs/results/literature.json: published figures and whether each was checked against its paper."""
+    lines = ["| task | model | published test accuracy | source | checked here |", "|---|---|---|---|---|"]
+    for r in literature["rows"]:
+        lines.append(f"| {r['task']} | {r['model']} | {r['accuracy']:.1%} | {r['source']} | {r['checked']} |")
+    return "\n".join(lines)
+
+
+TABLES: dict[str, Callable[[Any], str]] = {
+    "bench": _bench_table, "exports": _export_table, "literature": _literature_table,
+}  # fmt: skip
+
+
+# ----------------------------------------------------------------------------------------- filling
+
+
+def fill(text: str) -> str:
+    def figure(match: re.Match[str]) -> str:
+        value = FORMATS[match["fmt"]](lookup(match["src"], match["key"]))
+        return f"<!--fig:{match['src']}:{match['key']}:{match['fmt']}-->{value}<!--/fig-->"
+
+    def block(match: re.Match[str]) -> str:
+        kind, spec = match["kind"], match["spec"]
+        if kind == "include":
+            body = (REPO / spec).read_text().rstrip("\n")
+        else:
+            renderer, source = spec.split(":", 1)
+            body = TABLES[renderer](json.loads((REPO / source).read_text()))
+        return f"<!--{kind}:{spec}-->\n{body}\n<!--/{kind}-->"
+
+    return FIG.sub(figure, BLOCK.sub(block, text))
+
+
+def documents() -> list[Path]:
+    return sorted({p for pattern in DOCUMENTS for p in REPO.glob(pattern)})
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--check", action="store_true", help="change nothing; exit 1 if a figure is stale")
+    args = parser.parse_args(argv)
+    stale = []
+    for path in documents():
+        text = path.read_text()
+        filled = fill(text)
+        if filled != text:
+            stale.append(path.relative_to(REPO))
+            if not args.check:
+                path.write_text(filled)
+    verb = "out of date" if args.check else "rewritten"
+    for path in stale:
+        print(f"{path}: {verb}")
+    return 1 if stale and args.check else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
