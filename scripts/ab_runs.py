@@ -10,6 +10,11 @@ first epoch, which compiles, is reported apart), user and system CPU seconds of 
 (`getrusage` of the child), and the test accuracy. It prints medians and the ratios B/A of epoch time
 (> 1: A is faster) and A's and B's system share of CPU time, and writes the JSON (--out) with the
 machine's CPU model and vector extensions.
+
+Pairs (mnist_rnn/measure.py): each later epoch of A is paired with the same epoch of the B run beside it
+(B/A of its seconds), and each run's CPU seconds with its partner's; each set is summarised as the median
+with a bootstrap 90% interval and a verdict ("not decided" when the interval holds 1.0). An epoch is the
+shortest slice a whole process offers, so these pairs are coarser than scripts/bench.py's.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from typing import Any
 from mnist_rnn import runs
 from mnist_rnn.config import config_to_dict, flatten
 from mnist_rnn.execution import cpu_description
+from mnist_rnn.measure import summarise
 
 
 def train_once(config: Path, overrides: list[str], run_dir: Path) -> dict[str, Any]:
@@ -81,6 +87,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 results[name].append(result)
                 print(f"rep {rep + 1} {name}: {json.dumps(result)}", flush=True)
     med = {name: summary(runs) for name, runs in results.items()}
+    epoch_pairs = [
+        b_s / a_s
+        for a, b in zip(results["A"], results["B"], strict=True)
+        for a_s, b_s in zip(a["epoch_s"][1:], b["epoch_s"][1:], strict=False)
+    ]
+    cpu_pairs = [
+        (b["user_s"] + b["system_s"]) / (a["user_s"] + a["system_s"])
+        for a, b in zip(results["A"], results["B"], strict=True)
+    ]
     epoch_a, epoch_b = med["A"]["later_epoch_s"], med["B"]["later_epoch_s"]
     report = {
         "machine": {"cpu": cpu_description()},
@@ -89,6 +104,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "runs": results,
         "medians": med,
         "epoch_time_ratio_b_over_a": epoch_b / epoch_a if epoch_a and epoch_b else None,
+        "paired": {"epoch_time_b_over_a": summarise(epoch_pairs), "cpu_time_b_over_a": summarise(cpu_pairs)},
     }
     for name in ("A", "B"):
         m = med[name]
@@ -101,6 +117,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if report["epoch_time_ratio_b_over_a"]:
         ratio = report["epoch_time_ratio_b_over_a"]
         print(f"epoch time B/A: {ratio:.2f} (> 1: A is faster); {cpu_description()}")
+    for name, p in report["paired"].items():
+        if p["median"] is not None:
+            low, high = p["ci90"]
+            interval = f"[{low:.2f}-{high:.2f}]"
+            print(f"paired {name}: {p['median']:.2f} {interval}, {p['pairs']} pairs: {p['verdict']}")
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {args.out}")
     return report

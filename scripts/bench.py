@@ -1,26 +1,29 @@
-"""Training and evaluation throughput of mnist-rnn vs a plain Keras `fit` script vs PyTorch, in one process.
+"""Training and evaluation throughput of mnist-rnn vs plain and tuned Keras vs PyTorch, in one process.
 
-    python scripts/bench.py --quick                 # ~3 minutes on 2 cores
-    python scripts/bench.py                         # the full table of docs/performance.md
+    python scripts/bench.py --quick                 # every case, 12 rounds (~15 minutes on 2 cores)
+    python scripts/bench.py                         # 30 rounds
     python scripts/bench.py --time-to-accuracy      # also: wall time and epochs to 99% test accuracy
 
-For each case (architecture x sequence layout) and each variant it measures, after a warm-up whose time
-is reported separately as "compile":
-  (a) mnist_rnn    — the model from `model.build_model`, compiled by `loop.compile_model`, trained one epoch
-                     by `loop.fit_epoch`: exactly the code `mnist-rnn train` runs;
-  (a') mnist_rnn_aa — a second, identical copy of (a): the A/A control, whose ratio to (a) shows the noise;
+For each case (architecture x sequence layout) the variants are:
+  (a) mnist_rnn    — the model from `model.build_model`, compiled by `loop.compile_model`, trained by
+                     `loop.fit_epoch`: exactly the code `mnist-rnn train` runs (the subject);
+  (a') mnist_rnn_aa — a second, identical copy of (a): the A/A control;
   (b) keras_fit    — the same architecture as a plain `keras.Sequential` and `model.fit(x, y, batch_size)`;
   (t) keras_tuned  — that Sequential as a competent Keras user would run it: `jit_compile=True`,
                      `steps_per_execution=32`, fed by the same tf.data pipeline as (a);
   (c) torch        — `nn.LSTM`/`nn.GRU` + `nn.Linear`, Adam, cross-entropy, a plain batch loop (the optional
                      `bench` extra: `pip install 'mnist-rnn[bench]'`; without it (c) is skipped and said so).
-All use Adam(1e-3) without clipping, batch 128, float32, the same images. Repetitions are interleaved and
-the order of the variants rotates from one repetition to the next, so that the machine's drifts and any
-after-effect of the variant before hit every variant alike; the table gives the median with min and max,
-and the ratios of the medians. Eval throughput is batched prediction (batch 1000), warmed up on every batch
-shape it times. Peak memory is the RSS growth of one more, untimed run of each variant (the sampling thread
-never runs inside a timed region).
-Writes `bench.json` (--out) so results can be compared over time.
+All use Adam(1e-3) without clipping, batch 128, float32, the same images.
+
+How it is timed (mnist_rnn/measure.py says why): after a warm-up (its time is reported as "compile"),
+each variant trains in short slices of a few batches (about 1-2 s) and then scores a fixed set of images.
+A round is the subject's slice, another variant's, the subject's again, and so on through every other
+variant (A x A y A z ...), the others' order rotated from round to round. Each other slice is compared
+with the subject's slices either side of it, so both see the same spell of the machine's speed: the
+paired ratio. A case reports, per comparison, the median of its paired ratios with a bootstrap 90%
+interval and a verdict ("above" or "below" 1.0 only when the whole interval is), for training and eval
+throughput and for CPU seconds per training sample; the A/A control is paired the same way. Peak memory is
+the RSS growth of one more, untimed slice of each variant. Writes `bench.json` (--out).
 """
 
 from __future__ import annotations
@@ -62,17 +65,19 @@ class Case:
     cell: str
     units: tuple[int, ...]
     layout: str  # rows: (28, 28); pixels: (784, 1)
-    train_samples: int
-    eval_samples: int
+    slice_batches: int  # batches per timed training slice: about 1-2 s for the subject on 2 cores
+    eval_samples: int  # images scored per eval slice
+    pool: int = 8192  # training images the slices take their windows from, in turn
+    rounds_share: float = 1.0  # of --rounds: the two-layer pixel case is slow per slice
 
 
-def cases(quick: bool) -> list[Case]:
-    rows_n, pixels_n = (4096, 256) if quick else (16384, 1024)
+def cases() -> list[Case]:
     return [
-        Case("lstm1x128-rows", "lstm", (128,), "rows", rows_n, 4 * rows_n),
-        Case("lstm2x128-rows", "lstm", (128, 128), "rows", rows_n, 4 * rows_n),
-        Case("gru2x128-rows", "gru", (128, 128), "rows", rows_n, 4 * rows_n),
-        Case("lstm1x128-pixels", "lstm", (128,), "pixels", pixels_n, 4 * pixels_n),
+        Case("lstm1x128-rows", "lstm", (128,), "rows", 32, 4096),
+        Case("lstm2x128-rows", "lstm", (128, 128), "rows", 32, 4096),
+        Case("gru2x128-rows", "gru", (128, 128), "rows", 32, 4096),
+        Case("lstm1x128-pixels", "lstm", (128,), "pixels", 2, 256, pool=1024),
+        Case("lstm2x128-pixels", "lstm", (128, 128), "pixels", 1, 128, pool=512, rounds_share=0.5),
     ]
 
 
@@ -87,8 +92,9 @@ class Variant:
     warm: Callable[[np.ndarray, np.ndarray], None]
     train: Callable[[np.ndarray, np.ndarray], None]
     predict: Callable[[np.ndarray], np.ndarray]
-    train_rates: list[float] = field(default_factory=list)
+    train_rates: list[float] = field(default_factory=list)  # samples/s, one per slice
     eval_rates: list[float] = field(default_factory=list)
+    train_cpu: list[float] = field(default_factory=list)  # process CPU seconds per training sample
     compile_seconds: float = 0.0
     peak_rss_mib: float = 0.0
     execution: str = ""  # mnist_rnn: the path `train` chose (fused LSTM kernel, XLA)
@@ -264,93 +270,128 @@ class PeakRss:
         return max(0, self.peak - self.base) / 2**20
 
 
-def timed(fn: Callable[[], Any]) -> float:
-    start = time.perf_counter()
+def timed(fn: Callable[[], Any]) -> tuple[float, float]:
+    """(wall seconds, process CPU seconds) of fn()."""
+    wall, cpu = time.perf_counter(), time.process_time()
     fn()
-    return time.perf_counter() - start
+    return time.perf_counter() - wall, time.process_time() - cpu
 
 
-def run_case(case: Case, images: np.ndarray, labels: np.ndarray, reps: int, device: str) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Slice:
+    train_rate: float
+    eval_rate: float
+    cpu_per_sample: float
+
+
+def run_slice(v: Variant, x: np.ndarray, y: np.ndarray, x_eval: np.ndarray) -> Slice:
+    wall, cpu = timed(lambda: v.train(x, y))
+    eval_wall, _ = timed(lambda: v.predict(x_eval))
+    result = Slice(len(x) / wall, len(x_eval) / eval_wall, cpu / len(x))
+    v.train_rates.append(result.train_rate)
+    v.eval_rates.append(result.eval_rate)
+    v.train_cpu.append(result.cpu_per_sample)
+    if v.name == "torch":  # PyTorch's OpenMP workers spin-wait after their last task, slowing what follows
+        time.sleep(SETTLE_SECONDS)
+    return result
+
+
+def _rates(values: list[float]) -> dict[str, Any]:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values), "runs": values}
+
+
+def run_case(case: Case, images: np.ndarray, labels: np.ndarray, rounds: int, device: str) -> dict[str, Any]:
     from mnist_rnn.layouts import make_sequences
+    from mnist_rnn.measure import neighbour_ratio, summarise
 
-    x_all = make_sequences(images, case.layout)
-    x, y = x_all[: case.train_samples], labels[: case.train_samples]
+    x_all = make_sequences(images[: max(case.pool, case.eval_samples)], case.layout)
+    y_all = labels[: len(x_all)]
+    size = case.slice_batches * BATCH
+    windows = [(x_all[i : i + size], y_all[i : i + size]) for i in range(0, case.pool - size + 1, size)]
     x_eval = x_all[: case.eval_samples]
-    shape = (int(x.shape[1]), int(x.shape[2]))
-    variants = [
-        mnist_rnn_variant(case, shape, device),
+    shape = (int(x_all.shape[1]), int(x_all.shape[2]))
+    subject = mnist_rnn_variant(case, shape, device)
+    others = [
         mnist_rnn_variant(case, shape, device, name="mnist_rnn_aa"),
         keras_fit_variant(case, shape, device),
         keras_tuned_variant(case, shape, device),
     ]
     torch_v = torch_variant(case, shape)
     if torch_v is not None:
-        variants.append(torch_v)
-    warm_x, warm_y = x[: 2 * BATCH], y[: 2 * BATCH]
-    for v in variants:
-        v.compile_seconds = timed(lambda v=v: v.warm(warm_x, warm_y))
-        v.predict(x_eval)  # every batch shape the timed eval sees (a partial last batch is another trace)
-    for rep in range(reps):  # interleaved, the order rotated: a a' b t c, a' b t c a, ...
-        for v in variants[rep % len(variants) :] + variants[: rep % len(variants)]:
-            time.sleep(SETTLE_SECONDS)
-            v.train_rates.append(len(x) / timed(lambda v=v: v.train(x, y)))
-            v.eval_rates.append(len(x_eval) / timed(lambda v=v: v.predict(x_eval)))
-    for v in variants:  # memory: one more run each, untimed, so no sampling thread runs while timing
+        others.append(torch_v)
+    warm_x, warm_y = windows[0]
+    for v in [subject, *others]:  # build, compile, and trace every shape the timed slices use
+        v.compile_seconds = timed(lambda v=v: v.warm(warm_x, warm_y))[0]
+        v.predict(x_eval)
+    pairs: dict[str, dict[str, list[float]]] = {o.name: {"train": [], "eval": [], "cpu": []} for o in others}
+    turn = 0
+
+    def next_window() -> tuple[np.ndarray, np.ndarray]:
+        nonlocal turn
+        turn += 1
+        return windows[turn % len(windows)]
+
+    for r in range(rounds):  # A x A y A z A ..., the others rotated each round
+        before = run_slice(subject, *next_window(), x_eval)
+        for other in others[r % len(others) :] + others[: r % len(others)]:
+            theirs = run_slice(other, *next_window(), x_eval)
+            after = run_slice(subject, *next_window(), x_eval)
+            pair = pairs[other.name]
+            pair["train"].append(neighbour_ratio(before.train_rate, theirs.train_rate, after.train_rate))
+            pair["eval"].append(neighbour_ratio(before.eval_rate, theirs.eval_rate, after.eval_rate))
+            # CPU seconds per sample, theirs over ours: above 1 when ours spends less CPU
+            pair["cpu"].append(theirs.cpu_per_sample / (before.cpu_per_sample * after.cpu_per_sample) ** 0.5)
+            before = after
+    for v in [
+        subject,
+        *others,
+    ]:  # memory: one more slice each, untimed, so no sampling thread runs while timing
         with PeakRss() as rss:
-            v.train(x, y)
+            v.train(*windows[0])
             v.predict(x_eval)
         v.peak_rss_mib = rss.growth_mib
-    by = {v.name: v for v in variants}
-    med = {name: statistics.median(v.train_rates) for name, v in by.items()}
-    eval_med = {name: statistics.median(v.eval_rates) for name, v in by.items()}
-    best = {name: max(v.train_rates) for name, v in by.items()}
-    eval_best = {name: max(v.eval_rates) for name, v in by.items()}
-    result: dict[str, Any] = {
+    paired = {
+        name: {kind: summarise(values) for kind, values in (("train", p["train"]), ("eval", p["eval"]),
+                                                            ("cpu_per_sample", p["cpu"]))}
+        for name, p in pairs.items()
+    }  # fmt: skip
+
+    def median_ratio(name: str, kind: str = "train") -> float | None:
+        return paired[name][kind]["median"] if name in paired else None  # type: ignore[return-value]
+
+    variants = {v.name: v for v in [subject, *others]}
+    return {
         "name": case.name,
-        "train_samples": case.train_samples,
+        "slice_batches": case.slice_batches,
+        "slice_samples": size,
         "eval_samples": case.eval_samples,
-        "repetitions": reps,
+        "rounds": rounds,
+        "order": "A x A y A ...: each other variant's slice between two of the subject's; others rotated",
         "variants": {
             name: {
-                "train_samples_per_s": {
-                    "median": med[name], "min": min(v.train_rates), "max": max(v.train_rates),
-                    "runs": v.train_rates,
-                },
-                "eval_samples_per_s": {
-                    "median": eval_med[name], "min": min(v.eval_rates), "max": max(v.eval_rates),
-                    "runs": v.eval_rates,
-                },
+                "train_samples_per_s": _rates(v.train_rates),
+                "eval_samples_per_s": _rates(v.eval_rates),
+                "train_cpu_seconds_per_sample": _rates(v.train_cpu),
                 "compile_seconds": v.compile_seconds,
                 "peak_rss_growth_mib": v.peak_rss_mib,
                 **({"execution": v.execution} if v.execution else {}),
             }
-            for name, v in by.items()
+            for name, v in variants.items()
         },
-        "order": "interleaved, rotated each repetition",
-        "mnist_rnn_samples_per_s": med["mnist_rnn"],
-        "keras_fit_samples_per_s": med["keras_fit"],
-        "keras_tuned_samples_per_s": med["keras_tuned"],
-        "aa_ratio": med["mnist_rnn"] / med["mnist_rnn_aa"],  # the A/A control: 1.0 but for noise
-        "eval_aa_ratio": eval_med["mnist_rnn"] / eval_med["mnist_rnn_aa"],
-        "ratio_vs_keras_tuned": med["mnist_rnn"] / med["keras_tuned"],
-        "eval_ratio_vs_keras_tuned": eval_med["mnist_rnn"] / eval_med["keras_tuned"],
-        "best_ratio_vs_keras_tuned": best["mnist_rnn"] / best["keras_tuned"],
-        "best_eval_ratio_vs_keras_tuned": eval_best["mnist_rnn"] / eval_best["keras_tuned"],
-        "torch_samples_per_s": med.get("torch"),
-        "ratio_vs_keras_fit": med["mnist_rnn"] / med["keras_fit"],
-        "ratio_vs_torch": med["mnist_rnn"] / med["torch"] if "torch" in med else None,
-        "eval_ratio_vs_keras_fit": eval_med["mnist_rnn"] / eval_med["keras_fit"],
-        "eval_ratio_vs_torch": eval_med["mnist_rnn"] / eval_med["torch"] if "torch" in eval_med else None,
-        # Best-of ratios: this machine kind has slow spells that halve a run's speed at random, and the
-        # fastest run of each variant is the one least hit by them (timeit's reasoning).
-        "best_ratio_vs_keras_fit": best["mnist_rnn"] / best["keras_fit"],
-        "best_ratio_vs_torch": best["mnist_rnn"] / best["torch"] if "torch" in best else None,
-        "best_eval_ratio_vs_keras_fit": eval_best["mnist_rnn"] / eval_best["keras_fit"],
-        "best_eval_ratio_vs_torch": (
-            eval_best["mnist_rnn"] / eval_best["torch"] if "torch" in eval_best else None
-        ),
-    }  # fmt: skip
-    return result
+        "paired": paired,  # mnist_rnn over each other variant (cpu_per_sample: theirs over ours)
+        "mnist_rnn_samples_per_s": statistics.median(subject.train_rates),
+        "keras_fit_samples_per_s": statistics.median(variants["keras_fit"].train_rates),
+        "keras_tuned_samples_per_s": statistics.median(variants["keras_tuned"].train_rates),
+        "torch_samples_per_s": statistics.median(torch_v.train_rates) if torch_v else None,
+        "aa_ratio": median_ratio("mnist_rnn_aa"),
+        "eval_aa_ratio": median_ratio("mnist_rnn_aa", "eval"),
+        "ratio_vs_keras_fit": median_ratio("keras_fit"),
+        "ratio_vs_keras_tuned": median_ratio("keras_tuned"),
+        "ratio_vs_torch": median_ratio("torch"),
+        "eval_ratio_vs_keras_fit": median_ratio("keras_fit", "eval"),
+        "eval_ratio_vs_keras_tuned": median_ratio("keras_tuned", "eval"),
+        "eval_ratio_vs_torch": median_ratio("torch", "eval"),
+    }
 
 
 def time_to_accuracy(target: float, plain: bool = False) -> dict[str, Any]:
@@ -476,53 +517,64 @@ def machine_facts(device: str) -> dict[str, Any]:
     return facts
 
 
-def _ratio(value: float | None) -> str:
-    return f"{value:.2f}" if value is not None else "-"
-
-
-def _ratios(case: dict[str, Any], kind: str) -> str:
-    """`a/b, a/t, a/c` of medians for kind `ratio` (training) or `eval_ratio`, then A/A."""
-    text = ", ".join(_ratio(case[f"{kind}_vs_{other}"]) for other in ("keras_fit", "keras_tuned", "torch"))
-    aa = case["aa_ratio" if kind == "ratio" else "eval_aa_ratio"]
-    return f"{text}; A/A {aa:.2f}"
+def paired_text(summary: dict[str, Any]) -> str:
+    """`1.23 [1.10-1.31] above`: the median paired ratio, its 90% interval and the verdict against 1.0."""
+    if summary["median"] is None:
+        return "-"
+    low, high = summary["ci90"]
+    return f"{summary['median']:.2f} [{low:.2f}-{high:.2f}] {summary['verdict']}"
 
 
 def print_table(results: list[dict[str, Any]]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(
-        title="Training and eval throughput (samples/s, median \\[min-max] of interleaved runs); "
-        "ratios of medians (and of best runs)"
-    )
-    for col in ("case", "variant", "train samples/s", "eval samples/s", "compile s", "peak RSS +MiB"):
-        table.add_column(col, justify="left" if col in ("case", "variant") else "right")
+    rates = Table(title="Throughput per slice (samples/s, median \\[min-max]) and CPU seconds per sample")
+    for col in (
+        "case",
+        "variant",
+        "train samples/s",
+        "eval samples/s",
+        "CPU ms/sample",
+        "compile s",
+        "RSS +MiB",
+    ):
+        rates.add_column(col, justify="left" if col in ("case", "variant") else "right")
+    ratios = Table(title="mnist_rnn over each variant: median of paired ratios \\[90% interval] and verdict")
+    for col in ("case", "vs", "training", "eval", "CPU per sample (theirs/ours)"):
+        ratios.add_column(col, justify="left")
     for r in results:
         for name, v in r["variants"].items():
             t, e = v["train_samples_per_s"], v["eval_samples_per_s"]
-            table.add_row(
+            rates.add_row(
                 r["name"],
                 f"{name} ({v['execution']})" if "execution" in v else name,
                 f"{t['median']:,.0f} [{t['min']:,.0f}-{t['max']:,.0f}]",
                 f"{e['median']:,.0f} [{e['min']:,.0f}-{e['max']:,.0f}]",
+                f"{v['train_cpu_seconds_per_sample']['median'] * 1e3:.2f}",
                 f"{v['compile_seconds']:.1f}",
                 f"{v['peak_rss_growth_mib']:.0f}",
+                end_section=name == list(r["variants"])[-1],
             )
-        label = "[bold]ratio a/b, a/t, a/c[/bold]"
-        table.add_row(
-            r["name"], label, _ratios(r, "ratio"), _ratios(r, "eval_ratio"), "", "", end_section=True
-        )
-    Console(width=160).print(table)
+        for other, p in r["paired"].items():
+            ratios.add_row(
+                r["name"], "A/A" if other == "mnist_rnn_aa" else other,
+                paired_text(p["train"]), paired_text(p["eval"]), paired_text(p["cpu_per_sample"]),
+                end_section=other == list(r["paired"])[-1],
+            )  # fmt: skip
+    console = Console(width=170)
+    console.print(rates)
+    console.print(ratios)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--quick", action="store_true", help="smaller slices and 2 repetitions (~3 min)")
-    parser.add_argument("--reps", type=int, help="interleaved repetitions (default 3; 2 with --quick)")
+    parser.add_argument("--quick", action="store_true", help="12 rounds instead of 30")
+    parser.add_argument("--rounds", "--reps", type=int, help="rounds of slices (default 30; 12 with --quick)")
     parser.add_argument("--cases", nargs="*", help="only these case names")
-    parser.add_argument("--samples", type=int, help="override the training slice of every case (tests)")
+    parser.add_argument("--samples", type=int, help="slices of this many samples, eval of as many (tests)")
     parser.add_argument("--time-to-accuracy", action="store_true", help="also train to 99%% test accuracy")
     parser.add_argument("--plain", action="store_true", help="time-to-accuracy on the plain path (no XLA)")
     parser.add_argument("--out", type=Path, default=Path("bench.json"))
@@ -536,20 +588,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     device = select_device(Device.auto)
     arrays = load_embedded()
     images, labels = arrays["train_images"], arrays["train_labels"].astype(np.int32)
-    chosen = [c for c in cases(args.quick) if not args.cases or c.name in args.cases]
+    chosen = [c for c in cases() if not args.cases or c.name in args.cases]
     if args.samples:
-        chosen = [Case(c.name, c.cell, c.units, c.layout, args.samples, args.samples) for c in chosen]
-    reps = args.reps or (2 if args.quick else 3)
+        batches = max(1, args.samples // BATCH)
+        chosen = [
+            Case(c.name, c.cell, c.units, c.layout, batches, args.samples, args.samples) for c in chosen
+        ]
+    rounds = args.rounds or (12 if args.quick else 30)
     try:
         import torch  # noqa: F401
     except ImportError:
         print("torch is not installed: the PyTorch variant is skipped (pip install 'mnist-rnn[bench]')")
     results = []
     for case in chosen:
-        print(
-            f"measuring {case.name} ({case.train_samples} training samples, {reps} repetitions)", flush=True
-        )
-        results.append(run_case(case, images, labels, reps, device))
+        n = max(2, round(rounds * case.rounds_share))
+        print(f"measuring {case.name} ({n} rounds of {case.slice_batches}-batch slices)", flush=True)
+        results.append(run_case(case, images, labels, n, device))
     gflops = matmul_gflops()
     for case, result in zip(chosen, results, strict=True):
         result["ceiling"] = ceiling(result, flops_per_sample(case), gflops)

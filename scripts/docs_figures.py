@@ -68,19 +68,22 @@ def lookup(source: str, key: str) -> Any:
 
 
 def _bench_table(report: dict[str, Any]) -> str:
-    """scripts/bench.py's bench.json: per case, each variant's training and eval rate (median [min-max]),
-    the ratios of mnist-rnn's median to each baseline's, and the A/A control."""
+    """scripts/bench.py's bench.json: per case, each variant's training and eval rate (median [min-max]);
+    then mnist-rnn over each other variant. A bench.json with paired slices ("paired") gives the median of
+    the paired ratios, its 90% interval and the verdict; an older one gives the ratio of medians."""
     lines = [
         "| case | variant | train samples/s, median [min–max] | eval samples/s, median [min–max] |",
         "|---|---|---|---|",
     ]
-    ratios = [
-        "| case | vs plain Keras fit | vs tuned Keras | vs PyTorch | A/A | eval vs tuned Keras | eval A/A |",
-        "|---|---|---|---|---|---|---|",
-    ]
 
     def rate(r: dict[str, float]) -> str:
         return f"{r['median']:,.0f} [{r['min']:,.0f}–{r['max']:,.0f}]"
+
+    def paired(summary: dict[str, Any] | None) -> str:
+        if not summary or summary["median"] is None:
+            return "not measured"
+        low, high = summary["ci90"]
+        return f"{summary['median']:.2f}× [{low:.2f}–{high:.2f}] {summary['verdict']}"
 
     def ratio(value: float | None) -> str:
         return "not measured" if value is None else f"{value:.2f}×"
@@ -89,18 +92,38 @@ def _bench_table(report: dict[str, Any]) -> str:
         for name, v in case["variants"].items():
             train, scored = rate(v["train_samples_per_s"]), rate(v["eval_samples_per_s"])
             lines.append(f"| {case['name']} | {name} | {train} | {scored} |")
-        ratios.append(
-            f"| {case['name']} | {ratio(case['ratio_vs_keras_fit'])} | "
-            f"{ratio(case['ratio_vs_keras_tuned'])} | {ratio(case.get('ratio_vs_torch'))} | "
-            f"{ratio(case['aa_ratio'])} | "
-            f"{ratio(case['eval_ratio_vs_keras_tuned'])} | {ratio(case['eval_aa_ratio'])} |"
-        )
+    if all("paired" in case for case in report["cases"]):
+        ratios = [
+            "| case | mnist-rnn over | training | eval | CPU per sample (theirs / ours) |",
+            "|---|---|---|---|---|",
+        ]
+        for case in report["cases"]:
+            for other, p in case["paired"].items():
+                label = "itself (A/A)" if other == "mnist_rnn_aa" else other
+                ratios.append(
+                    f"| {case['name']} | {label} | {paired(p['train'])} | {paired(p['eval'])} | "
+                    f"{paired(p['cpu_per_sample'])} |"
+                )
+        rounds = f"{report['cases'][0]['rounds']} rounds of paired slices (fewer for the slowest case)"
+    else:
+        ratios = [
+            "| case | vs plain Keras fit | vs tuned Keras | vs PyTorch | A/A | eval vs tuned Keras "
+            "| eval A/A |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for case in report["cases"]:
+            ratios.append(
+                f"| {case['name']} | {ratio(case['ratio_vs_keras_fit'])} | "
+                f"{ratio(case['ratio_vs_keras_tuned'])} | {ratio(case.get('ratio_vs_torch'))} | "
+                f"{ratio(case['aa_ratio'])} | "
+                f"{ratio(case['eval_ratio_vs_keras_tuned'])} | {ratio(case['eval_aa_ratio'])} |"
+            )
+        rounds = f"{report['cases'][0]['repetitions']} interleaved repetitions, ratios of medians"
     machine = report["machine"]
     footer = (
         f"Machine: {machine['cpu']}; TensorFlow {machine['tensorflow']}, Keras {machine['keras']}, "
         f"PyTorch {machine.get('torch') or 'not installed'}; "
-        f"float32 matmul {machine['matmul_gflops']:.0f} GFLOP/s; "
-        f"{report['cases'][0]['repetitions']} interleaved repetitions."
+        f"float32 matmul {machine['matmul_gflops']:.0f} GFLOP/s; {rounds}."
     )
     return "\n".join([*lines, "", *ratios, "", footer])
 

@@ -25,5 +25,8 @@ def test_ab_runs_trains_each_side_with_its_settings(tmp_path: Path) -> None:
     # one setting apart (threads per op): the same training up to summation order in the last digits
     assert abs(a["test_accuracy"] - b["test_accuracy"]) <= 0.01
     assert report["epoch_time_ratio_b_over_a"] == b["later_epoch_s"] / a["later_epoch_s"]
+    paired = report["paired"]["epoch_time_b_over_a"]  # one later epoch each: one pair, its own ratio
+    assert paired["pairs"] == 1 and paired["median"] == b["epoch_s"][1] / a["epoch_s"][1]
+    assert report["paired"]["cpu_time_b_over_a"]["pairs"] == 1
     model_name, vector = expected_cpu()
     assert report["machine"]["cpu"].startswith(f"{model_name} ({vector}, ")

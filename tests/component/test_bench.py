@@ -26,31 +26,34 @@ def _bench():
 
 def test_bench_runs_and_writes_comparable_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "bench.json"
-    report = _bench().main(["--cases", "lstm1x128-rows", "gru2x128-rows", "--samples", "256", "--reps", "1",
+    report = _bench().main(["--cases", "lstm1x128-rows", "gru2x128-rows", "--samples", "128", "--rounds", "2",
                             "--out", str(out)])  # fmt: skip
     assert json.loads(out.read_text()) == json.loads(json.dumps(report))
     assert {"platform", "cpu", "cpus", "tensorflow", "keras"} <= set(report["machine"])
     names = [case["name"] for case in report["cases"]]
     assert names == ["lstm1x128-rows", "gru2x128-rows"]
+    has_torch = report["machine"]["torch"] is not None
     for case in report["cases"]:
-        assert case["mnist_rnn_samples_per_s"] > 0 and case["keras_fit_samples_per_s"] > 0
-        assert case["ratio_vs_keras_fit"] == pytest.approx(
-            case["mnist_rnn_samples_per_s"] / case["keras_fit_samples_per_s"]
-        )
-        assert case["ratio_vs_keras_tuned"] == pytest.approx(
-            case["mnist_rnn_samples_per_s"] / case["keras_tuned_samples_per_s"]
-        )
-        rates = case["variants"]
-        aa = (
-            rates["mnist_rnn"]["train_samples_per_s"]["median"]
-            / rates["mnist_rnn_aa"]["train_samples_per_s"]["median"]
-        )
-        assert case["aa_ratio"] == pytest.approx(aa)
+        others = {"mnist_rnn_aa", "keras_fit", "keras_tuned"} | ({"torch"} if has_torch else set())
+        assert set(case["paired"]) == others
+        # the subject ran before, between and after every other slice: 1 + (others) slices a round
+        subject = case["variants"]["mnist_rnn"]
+        assert len(subject["train_samples_per_s"]["runs"]) == 2 * (1 + len(others))
+        for name in others:
+            assert len(case["variants"][name]["train_samples_per_s"]["runs"]) == 2
+            for kind in ("train", "eval", "cpu_per_sample"):
+                summary = case["paired"][name][kind]
+                low, high = summary["ci90"]
+                assert summary["pairs"] == 2 and low <= summary["median"] <= high
+        assert case["aa_ratio"] == case["paired"]["mnist_rnn_aa"]["train"]["median"]
+        assert case["ratio_vs_keras_fit"] == case["paired"]["keras_fit"]["train"]["median"]
+        assert case["eval_ratio_vs_keras_tuned"] == case["paired"]["keras_tuned"]["eval"]["median"]
         for variant in case["variants"].values():
             assert variant["eval_samples_per_s"]["median"] > 0 and variant["compile_seconds"] > 0
-        has_torch = report["machine"]["torch"] is not None
+            assert variant["train_cpu_seconds_per_sample"]["median"] > 0
         assert (case["torch_samples_per_s"] is not None) == has_torch
-    assert "Training and eval throughput" in capsys.readouterr().out
+    out_text = capsys.readouterr().out
+    assert "median of paired ratios" in out_text and "A/A" in out_text
     # (a) is timed on the path `mnist-rnn train` picks for the case: fused LSTM + XLA for LSTM rows
     executions = [case["variants"]["mnist_rnn"]["execution"] for case in report["cases"]]
     assert executions == ["fused LSTM kernel, XLA on", "Keras recurrent layers, XLA off"]
@@ -60,12 +63,13 @@ def test_bench_without_torch_says_so_and_still_runs(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setitem(sys.modules, "torch", None)  # as if torch were not installed
-    report = _bench().main(["--cases", "lstm1x128-rows", "--samples", "128", "--reps", "1",
+    report = _bench().main(["--cases", "lstm1x128-rows", "--samples", "128", "--rounds", "2",
                             "--out", str(tmp_path / "b.json")])  # fmt: skip
     assert "torch is not installed" in capsys.readouterr().out
     case = report["cases"][0]
     assert case["torch_samples_per_s"] is None and case["ratio_vs_torch"] is None
     assert set(case["variants"]) == {"mnist_rnn", "mnist_rnn_aa", "keras_fit", "keras_tuned"}
+    assert case["paired"].keys() == {"mnist_rnn_aa", "keras_fit", "keras_tuned"}
 
 
 @pytest.mark.parametrize("kernel", ["keras", "fused"])
@@ -110,7 +114,7 @@ def test_bench_runs_to_the_end_with_the_installed_torch_wheel(tmp_path: Path) ->
     import subprocess
 
     out = tmp_path / "bench.json"
-    args = ["--quick", "--cases", "lstm1x128-rows", "--reps", "1", "--samples", "512", "--out", str(out)]
+    args = ["--cases", "lstm1x128-rows", "--rounds", "2", "--samples", "512", "--out", str(out)]
     result = subprocess.run(
         [sys.executable, str(REPO / "scripts" / "bench.py"), *args],
         cwd=tmp_path, capture_output=True, text=True, timeout=600,

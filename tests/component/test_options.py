@@ -49,8 +49,9 @@ def _carried(run_dir: Path) -> list[np.ndarray]:
 
 def test_reset_states_every_n_batches_leaves_zero_state_after_a_reset(tmp_path: Path) -> None:
     # 640 training images: 10 batches of 64 per epoch, counted from each epoch's start
-    every_five = _carried(train_run(STATEFUL, tmp_path / "n5", "train.reset_states=5").run_dir)
-    every_four = _carried(train_run(STATEFUL, tmp_path / "n4", "train.reset_states=4").run_dir)
+    one_epoch = "train.epochs=1"
+    every_five = _carried(train_run(STATEFUL, tmp_path / "n5", one_epoch, "train.reset_states=5").run_dir)
+    every_four = _carried(train_run(STATEFUL, tmp_path / "n4", one_epoch, "train.reset_states=4").run_dir)
     assert len(every_five) == 2 and all(not s.any() for s in every_five)  # batch 10 of 10 was a reset
     assert all(s.any() for s in every_four)  # batch 10: two batches after the reset at batch 8
 
@@ -76,6 +77,9 @@ def test_checkpoint_every_minutes_is_due_by_the_clock(monkeypatch: pytest.Monkey
     assert not CheckpointClock(every_steps=None, every_minutes=None).due(global_step=10**9)
 
 
+TFLITE_CHECKED = ("data.layout", "model.bidirectional")
+
+
 @pytest.mark.parametrize(
     "overrides",
     [
@@ -93,7 +97,9 @@ def test_each_model_option_trains_and_exports_within_the_bounds(tmp_path: Path, 
     cfg = load_config(run / "config.yaml")
     x = load_dataset(cfg.data, cfg.seed).test.x[:8]
     model, _ = runs.load_checkpoint(run, "best")
-    for fmt in ("saved_model", "tflite"):
+    # TFLite's unrolled batch-1 twin is where a layout or wrapper would break; SavedModel for every option
+    formats = ("saved_model", "tflite") if overrides[0].split("=")[0] in TFLITE_CHECKED else ("saved_model",)
+    for fmt in formats:
         manifest = export.export_run(run, fmt)
         assert manifest["parity"]["ok"], (fmt, manifest["parity"])
         _, artefact = export.load_artefact(Path(manifest["path"]))

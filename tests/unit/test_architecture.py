@@ -21,7 +21,7 @@ LEVELS = {
     "catalog": 3, "cluster": 3,
     "runs": 2, "loop": 2, "tables": 2, "images": 2, "plots": 2, "artefacts": 2,
     "config_files": 1, "execution": 1, "model": 1, "fused_lstm": 1, "layers": 1, "distribute": 1,
-    "config": 0, "data": 0, "layouts": 0, "errors": 0, "tf_import": 0, "memory": 0,
+    "config": 0, "data": 0, "layouts": 0, "errors": 0, "tf_import": 0, "memory": 0, "measure": 0,
 }  # fmt: skip
 
 
