@@ -30,7 +30,13 @@ FUSED_MAX_STEPS = 128  # the fused LSTM unrolls its loop in the graph; beyond th
 # partial last batch is a second shape), and it saves 40-100 us per image, so it pays from about 300,000
 # (the default config: 55,000 x 12 = 660,000; the smoke config: 12,000).
 FUSED_MIN_SAMPLES = 300_000
-XLA_MIN_STEPS = 100  # measured: XLA wins on 784-step pixels (1.8x), loses on 2-layer 28-step rows (0.85x)
+# XLA on long sequences (784-step pixels) pays for one layer only: 1.8x the plain graph on an AVX-512 EPYC,
+# 0.99x [0.87-1.06] on an AVX2 one, but 0.24x [0.17-0.38] for two layers there (CPU time 151 vs 34 ms per
+# sample; docs/bench/2026-12-03-epyc-avx2-quick-slices.json), which made two-layer pixel epochs take an hour.
+XLA_MIN_STEPS = 100
+# On short sequences XLA pays for the GRU in a long run: Keras's GRU under XLA trained at 1.39x
+# [1.25-1.54] the plain graph (2x128 rows, AVX2 EPYC, paired slices; same JSON).
+XLA_CELLS_SHORT = frozenset({Cell.gru})
 
 
 # ------------------------------------------------------------------------------------------ device
@@ -161,9 +167,10 @@ class Execution:
 
 def plan_execution(cfg: Config, device: str) -> Execution:
     """The fast path, by measurement (docs/performance.md). On a CPU: the fused LSTM under XLA for
-    stateless LSTMs on short sequences, in runs long enough to repay XLA's compile; XLA alone for long
-    sequences; plain Keras graphs otherwise. On a GPU: Keras's LSTM (cuDNN). Stateful runs keep to plain
-    graphs: resets and checkpoints act between single batches. `lstm_kernel`/`jit_compile` on/off win."""
+    stateless LSTMs on short sequences, in runs long enough to repay XLA's compile; XLA alone for one-layer
+    models on long sequences and for GRUs in long runs; plain Keras graphs otherwise. On a GPU: Keras's
+    LSTM (cuDNN). Stateful runs keep to plain graphs: resets and checkpoints act between single batches.
+    `lstm_kernel`/`jit_compile` on/off win."""
     kernel, jit = cfg.model.lstm_kernel, cfg.train.jit_compile
     if cfg.train.strategy is not Strategy.none:  # Keras layers, no XLA (keras#18627): see distribute.py
         return Execution(fused=False, xla=False)
@@ -175,12 +182,18 @@ def plan_execution(cfg: Config, device: str) -> Execution:
         and device.startswith("/CPU")
         and long_run
     )
-    steps = LAYOUT_SHAPES[cfg.data.layout][0]
     if cfg.train.stateful:
         xla = False
     else:
-        xla = jit is Jit.on or (jit is Jit.auto and (fused or steps >= XLA_MIN_STEPS))
+        xla = jit is Jit.on or (jit is Jit.auto and (fused or _xla_pays(cfg, device, long_run)))
     return Execution(fused=fused, xla=xla)
+
+
+def _xla_pays(cfg: Config, device: str, long_run: bool) -> bool:
+    """XLA for Keras's own layers, by measurement (see XLA_MIN_STEPS and XLA_CELLS_SHORT)."""
+    if LAYOUT_SHAPES[cfg.data.layout][0] >= XLA_MIN_STEPS:
+        return len(cfg.model.units) == 1
+    return long_run and device.startswith("/CPU") and cfg.model.cell in XLA_CELLS_SHORT
 
 
 def plan_scoring(cfg: Config, device: str) -> bool:
