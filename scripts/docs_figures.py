@@ -68,9 +68,9 @@ def lookup(source: str, key: str) -> Any:
 
 
 def _bench_table(report: dict[str, Any]) -> str:
-    """scripts/bench.py's bench.json: per case, each variant's training and eval rate (median [min-max]);
-    then mnist-rnn over each other variant. A bench.json with paired slices ("paired") gives the median of
-    the paired ratios, its 90% interval and the verdict; an older one gives the ratio of medians."""
+    """scripts/bench.py's bench.json (paired slices): per case, each variant's training and eval rate
+    (median [min-max]); then mnist-rnn over each other variant: the median of the paired ratios, its 90%
+    interval and the verdict."""
     lines = [
         "| case | variant | train samples/s, median [min–max] | eval samples/s, median [min–max] |",
         "|---|---|---|---|",
@@ -85,40 +85,22 @@ def _bench_table(report: dict[str, Any]) -> str:
         low, high = summary["ci90"]
         return f"{summary['median']:.2f}× [{low:.2f}–{high:.2f}] {summary['verdict']}"
 
-    def ratio(value: float | None) -> str:
-        return "not measured" if value is None else f"{value:.2f}×"
-
     for case in report["cases"]:
         for name, v in case["variants"].items():
             train, scored = rate(v["train_samples_per_s"]), rate(v["eval_samples_per_s"])
             lines.append(f"| {case['name']} | {name} | {train} | {scored} |")
-    if all("paired" in case for case in report["cases"]):
-        ratios = [
-            "| case | mnist-rnn over | training | eval | CPU per sample (theirs / ours) |",
-            "|---|---|---|---|---|",
-        ]
-        for case in report["cases"]:
-            for other, p in case["paired"].items():
-                label = "itself (A/A)" if other == "mnist_rnn_aa" else other
-                ratios.append(
-                    f"| {case['name']} | {label} | {paired(p['train'])} | {paired(p['eval'])} | "
-                    f"{paired(p['cpu_per_sample'])} |"
-                )
-        rounds = f"{report['cases'][0]['rounds']} rounds of paired slices (fewer for the slowest case)"
-    else:
-        ratios = [
-            "| case | vs plain Keras fit | vs tuned Keras | vs PyTorch | A/A | eval vs tuned Keras "
-            "| eval A/A |",
-            "|---|---|---|---|---|---|---|",
-        ]
-        for case in report["cases"]:
+    ratios = [
+        "| case | mnist-rnn over | training | eval | CPU per sample (theirs / ours) |",
+        "|---|---|---|---|---|",
+    ]
+    for case in report["cases"]:
+        for other, p in case["paired"].items():
+            label = "itself (A/A)" if other == "mnist_rnn_aa" else other
             ratios.append(
-                f"| {case['name']} | {ratio(case['ratio_vs_keras_fit'])} | "
-                f"{ratio(case['ratio_vs_keras_tuned'])} | {ratio(case.get('ratio_vs_torch'))} | "
-                f"{ratio(case['aa_ratio'])} | "
-                f"{ratio(case['eval_ratio_vs_keras_tuned'])} | {ratio(case['eval_aa_ratio'])} |"
+                f"| {case['name']} | {label} | {paired(p['train'])} | {paired(p['eval'])} | "
+                f"{paired(p['cpu_per_sample'])} |"
             )
-        rounds = f"{report['cases'][0]['repetitions']} interleaved repetitions, ratios of medians"
+    rounds = f"{report['cases'][0]['rounds']} rounds of paired slices (fewer for the slowest case)"
     machine = report["machine"]
     footer = (
         f"Machine: {machine['cpu']}; TensorFlow {machine['tensorflow']}, Keras {machine['keras']}, "
