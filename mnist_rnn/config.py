@@ -24,8 +24,7 @@ from pydantic import (
     model_validator,
 )
 
-from mnist_rnn.data import TEST_SIZE, TRAIN_POOL, Source
-from mnist_rnn.layouts import LAYOUT_SHAPES, PERMUTED_LAYOUTS, Layout
+from mnist_rnn.mnist import LAYOUT_SHAPES, PERMUTED_LAYOUTS, TEST_SIZE, TRAIN_POOL, Layout, Source
 
 Key = tuple[str | int, ...]  # a location in the config: ("model", "units", 1)
 

@@ -15,31 +15,17 @@ import hashlib
 import os
 import zlib
 from dataclasses import dataclass
-from enum import StrEnum
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
+from mnist_rnn.config import DataConfig
 from mnist_rnn.errors import DataError
-from mnist_rnn.layouts import IMAGE_SHAPE, input_permutation, make_sequences, to_model_order
+from mnist_rnn.layouts import input_permutation, make_sequences, to_model_order
+from mnist_rnn.mnist import IMAGE_SHAPE, NUM_CLASSES, TEST_SIZE, TRAIN_POOL, Source
 
-if TYPE_CHECKING:  # the schema imports this module's facts, so it is read here for types only
-    from mnist_rnn.config import DataConfig
-
-# MNIST's facts: the schema validates against them, the builders and scorers read them.
-NUM_CLASSES = 10
-TRAIN_POOL = 60_000  # images in MNIST's training file; validation is carved out of these
-TEST_SIZE = 10_000
 DATA_DIR_ENV = "MNIST_RNN_DATA_DIR"
-
-
-class Source(StrEnum):
-    embedded = "embedded"  # the copy of the real MNIST inside the package (offline, default)
-    idx = "idx"  # IDX files (gzip or raw) from data.dir or $MNIST_RNN_DATA_DIR
-    tfds = "tfds"  # tensorflow-datasets
-    synthetic = "synthetic"  # class-dependent noise for tests; never chosen unless asked for
 
 
 def training_images(cfg: DataConfig) -> int:

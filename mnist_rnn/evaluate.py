@@ -14,10 +14,11 @@ import numpy as np
 
 from mnist_rnn import runs
 from mnist_rnn.config import Config, Device
-from mnist_rnn.data import NUM_CLASSES, Split, load_dataset
+from mnist_rnn.data import Split, load_dataset
 from mnist_rnn.errors import RunError
 from mnist_rnn.execution import plan_scoring, select_device
-from mnist_rnn.layouts import IMAGE_SHAPE, READ_PER_CALL, input_permutation, sequence_shape, to_images
+from mnist_rnn.layouts import READ_PER_CALL, input_permutation, sequence_shape, to_images
+from mnist_rnn.mnist import IMAGE_SHAPE, NUM_CLASSES
 from mnist_rnn.model import build_twin
 from mnist_rnn.plots import CONFUSION, ERRORS, EXPLAIN, plot_confusion, plot_errors, plot_explain
 from mnist_rnn.streaming import Streamer

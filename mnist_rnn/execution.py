@@ -17,7 +17,7 @@ from mnist_rnn import __version__
 from mnist_rnn.config import Cell, Config, Device, Jit, Key, LstmKernel, ModelConfig, Strategy
 from mnist_rnn.data import training_images
 from mnist_rnn.errors import ConfigError, DeviceError
-from mnist_rnn.layouts import LAYOUT_SHAPES
+from mnist_rnn.mnist import LAYOUT_SHAPES
 from mnist_rnn.model import uses_fused_lstm
 
 if TYPE_CHECKING:

@@ -27,8 +27,6 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from mnist_rnn.execution import FUSED_MAX_STEPS
-
 
 @dataclass(frozen=True)
 class _Gates:
@@ -157,8 +155,8 @@ class FusedLSTM(keras.layers.Layer):
 
     def build(self, input_shape: tuple[int | None, ...]) -> None:
         steps, features = input_shape[1], input_shape[2]
-        if steps is None or steps > FUSED_MAX_STEPS:
-            raise ValueError(f"FusedLSTM needs a static sequence length <= {FUSED_MAX_STEPS}, got {steps}")
+        if steps is None:  # the loop is unrolled in the graph (how long is too long: execution.py)
+            raise ValueError("FusedLSTM needs a static sequence length")
         u = self.units
         self.kernel = self.add_weight(shape=(features, 4 * u), initializer="glorot_uniform", name="kernel")
         self.recurrent_kernel = self.add_weight(

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from mnist_rnn.errors import DataError
-from mnist_rnn.layouts import IMAGE_SHAPE
+from mnist_rnn.mnist import IMAGE_SHAPE
 
 DIGIT_BOX = 20  # MNIST: the longer side of the digit's bounding box, in pixels
 NOISE_FRACTION = 0.2  # ink fainter than this share of the strongest ink is background noise

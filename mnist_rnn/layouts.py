@@ -9,31 +9,11 @@ permutation itself, so no caller can forget it.
 
 from __future__ import annotations
 
-from enum import StrEnum
-from typing import TYPE_CHECKING
-
 import numpy as np
 
-if TYPE_CHECKING:  # the schema imports this module's facts, so it is read here for types only
-    from mnist_rnn.config import DataConfig
+from mnist_rnn.config import DataConfig
+from mnist_rnn.mnist import IMAGE_SHAPE, LAYOUT_SHAPES, PERMUTED_LAYOUTS, Layout
 
-IMAGE_SHAPE = (28, 28)
-
-
-class Layout(StrEnum):
-    rows = "rows"  # 28 steps of 28 features, one image row per step
-    columns = "columns"  # 28 steps of 28 features, one image column per step (the image transposed)
-    pixels = "pixels"  # 784 steps of 1 feature, one pixel per step, row-major (pixel MNIST)
-    permuted_pixels = "permuted_pixels"  # 784 steps of 1 feature in one fixed random order (pMNIST)
-
-
-LAYOUT_SHAPES = {  # (steps, features)
-    Layout.rows: (28, 28),
-    Layout.columns: (28, 28),
-    Layout.pixels: (784, 1),
-    Layout.permuted_pixels: (784, 1),
-}
-PERMUTED_LAYOUTS = (Layout.permuted_pixels,)
 # How a layout reads a picture, in words (serve's page).
 READ_ORDER = {
     Layout.rows: "one row at a time, top to bottom",

@@ -23,11 +23,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mnist_rnn.config import Cell, ForgetBias, Head, ModelConfig
+from mnist_rnn.mnist import NUM_CLASSES
 
 if TYPE_CHECKING:
     import keras
-
-NUM_CLASSES = 10
 
 
 def _recurrent_layer(

@@ -27,7 +27,8 @@ from mnist_rnn.evaluate import inference_model
 from mnist_rnn.evaluate import predict as keras_predict
 from mnist_rnn.export import MANIFEST, load_artefact
 from mnist_rnn.images import prepare_digit
-from mnist_rnn.layouts import IMAGE_SHAPE, input_permutation, make_sequences, to_model_order
+from mnist_rnn.layouts import input_permutation, make_sequences, to_model_order
+from mnist_rnn.mnist import IMAGE_SHAPE
 
 _IDX_IMAGES_MAGIC = (2051).to_bytes(4, "big")
 

@@ -33,7 +33,8 @@ from mnist_rnn import runs
 from mnist_rnn.errors import MnistRnnError
 from mnist_rnn.export import MANIFEST
 from mnist_rnn.images import prepare_digit
-from mnist_rnn.layouts import IMAGE_SHAPE, READ_ORDER, READ_PER_CALL, make_sequences, sequence_shape
+from mnist_rnn.layouts import READ_ORDER, READ_PER_CALL, make_sequences, sequence_shape
+from mnist_rnn.mnist import IMAGE_SHAPE
 from mnist_rnn.predict import load_predictor
 from mnist_rnn.streaming import Streamer
 

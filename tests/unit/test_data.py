@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 from mnist_rnn.config import DataConfig
-from mnist_rnn.data import DATA_DIR_ENV, Source, load_dataset, read_idx, read_idx_dir, verify_checksums
+from mnist_rnn.data import DATA_DIR_ENV, load_dataset, read_idx, read_idx_dir, verify_checksums
 from mnist_rnn.errors import DataError
-from mnist_rnn.layouts import Layout, make_sequences
+from mnist_rnn.layouts import make_sequences
+from mnist_rnn.mnist import Layout, Source
 
 # Published sanity figures for the real MNIST (shared/data/mnist/README.md).
 TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]

@@ -8,14 +8,8 @@ import pytest
 from mnist_rnn.config import Config, DataConfig, Layout
 from mnist_rnn.config_files import dump_config, load_config
 from mnist_rnn.errors import ConfigError
-from mnist_rnn.layouts import (
-    LAYOUT_SHAPES,
-    input_permutation,
-    make_sequences,
-    permutation,
-    to_images,
-    to_model_order,
-)
+from mnist_rnn.layouts import input_permutation, make_sequences, permutation, to_images, to_model_order
+from mnist_rnn.mnist import LAYOUT_SHAPES
 
 
 @pytest.fixture
