@@ -68,6 +68,13 @@ class LrSchedule(StrEnum):
     step = "step"
 
 
+class LrExtend(StrEnum):
+    """What a resumed run's epochs beyond its planned schedule train at (train.lr_extend)."""
+
+    hold = "hold"  # the learning rate of the schedule's last planned epoch (fine-tuning; the default)
+    restart = "restart"  # the schedule again over the added epochs, from train.learning_rate (SGDR's restart)
+
+
 class LstmKernel(StrEnum):
     auto = "auto"  # fused on a CPU for runs long enough to repay XLA's compile, if the model allows it
     keras = "keras"  # keras.layers.LSTM (cuDNN on a GPU)
@@ -147,6 +154,7 @@ class TrainConfig(_Frozen):
     lr_schedule: LrSchedule = LrSchedule.cosine
     lr_step_every: PositiveInt = 5  # lr_schedule: step — epochs between decays
     lr_step_factor: Annotated[float, Field(gt=0.0, le=1.0)] = 0.5
+    lr_extend: LrExtend = LrExtend.hold  # a finished run trained longer (--resume with more train.epochs)
     early_stopping_patience: PositiveInt | None = None
     checkpoint_every_steps: PositiveInt | None = None  # also save `last` every N batches
     checkpoint_every_minutes: PositiveFloat | None = 10.0  # ... and at least this often

@@ -28,13 +28,51 @@ if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
 
 
-def learning_rate(cfg: TrainConfig, epoch: int) -> float:
-    """Learning rate for 0-based `epoch`: a pure function, so a resumed run gets the same schedule."""
+# The plan a run's learning rates follow: segments [first epoch, epochs, kind], kind "plan" (the schedule
+# of the run's start), "restart" (the schedule again) or "hold" (the previous segment's last rate).
+Schedule = list[list[Any]]
+
+
+def planned_schedule(cfg: TrainConfig) -> Schedule:
+    return [[0, cfg.epochs, "plan"]]
+
+
+def learning_rate(cfg: TrainConfig, epoch: int, schedule: Schedule | None = None) -> float:
+    """Learning rate for 0-based `epoch`: a pure function of the config and the run's schedule, so a
+    resumed run gets the same rates. A segment, once planned, never changes (`extend_schedule`)."""
+    segments = schedule or planned_schedule(cfg)
+    index = max(i for i, seg in enumerate(segments) if epoch >= seg[0] or i == 0)
+    start, length, kind = segments[index]
+    if kind == "hold" and index > 0:
+        return learning_rate(cfg, start - 1, segments[:index])
+    e = min(epoch - start, length - 1)  # past the plan's end (epochs lowered, then raised): its last rate
     if cfg.lr_schedule is LrSchedule.cosine:
-        return cfg.learning_rate * 0.5 * (1.0 + math.cos(math.pi * epoch / cfg.epochs))
+        return cfg.learning_rate * 0.5 * (1.0 + math.cos(math.pi * e / length))
     if cfg.lr_schedule is LrSchedule.step:
-        return cfg.learning_rate * cfg.lr_step_factor ** (epoch // cfg.lr_step_every)
+        return cfg.learning_rate * cfg.lr_step_factor ** (e // cfg.lr_step_every)
     return cfg.learning_rate
+
+
+def extend_schedule(schedule: Schedule, cfg: TrainConfig) -> Schedule:
+    """The schedule of a run resumed with `cfg.epochs`: unchanged up to its planned end; the epochs past
+    it form one more segment, held at the last rate or the schedule restarted (train.lr_extend)."""
+    end = schedule[-1][0] + schedule[-1][1]
+    if cfg.epochs <= end:
+        return schedule
+    return [*schedule, [end, cfg.epochs - end, str(cfg.lr_extend)]]
+
+
+def describe_extension(schedule: Schedule, cfg: TrainConfig) -> str | None:
+    """One line for the resume message when the last segment extends a run; else None."""
+    start, length, kind = schedule[-1]
+    if kind == "plan" or cfg.lr_schedule is LrSchedule.none:
+        return None
+    added = f"epochs {start + 1}-{start + length} extend the run"
+    if kind == "restart":
+        again = f"the {cfg.lr_schedule} schedule again from {cfg.learning_rate:g}"
+        return f"learning rate: {added} with {again} (train.lr_extend: restart)"
+    last = learning_rate(cfg, start - 1, schedule)
+    return f"learning rate: {added} at the last planned rate, {last:.3g} (train.lr_extend: hold)"
 
 
 def epoch_order(seed: int, epoch: int, n: int, shuffle: bool) -> np.ndarray:

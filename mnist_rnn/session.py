@@ -32,7 +32,15 @@ from mnist_rnn.execution import (
     seed_everything,
 )
 from mnist_rnn.layouts import sequence_shape
-from mnist_rnn.loop import CheckpointClock, EpochShape, StopRequest, compile_model
+from mnist_rnn.loop import (
+    CheckpointClock,
+    EpochShape,
+    StopRequest,
+    compile_model,
+    describe_extension,
+    extend_schedule,
+    planned_schedule,
+)
 from mnist_rnn.model import build_model
 from mnist_rnn.state import TrainingState, load_training_state
 from mnist_rnn.tables import progress_bar
@@ -88,6 +96,7 @@ def open_session(
 
     execution = plan_execution(cfg, device)
     seed_everything(cfg.seed, cfg.train.deterministic, execution.xla, device)
+    planned = runs.read_run_config(run_dir).train if resume else cfg.train  # before it is rewritten
     _record_run(run_dir, cfg, device, resume, command)
     console.print(f"data: {data.description}", highlight=False)
     announce_device(console, device, cfg.model)
@@ -101,6 +110,9 @@ def open_session(
             )
         else:
             model, state = _new_model(cfg, execution), TrainingState(seed=cfg.seed)
+    state.schedule = extend_schedule(state.schedule or planned_schedule(planned), cfg.train)
+    if resume and (extension := describe_extension(state.schedule, cfg.train)):
+        console.print(extension, highlight=False)
     running = running_execution(model)  # a resumed run goes on with what its checkpoint holds
     console.print(
         f"model: {model.name}, {model.count_params():,} parameters; {running.describe()}", highlight=False

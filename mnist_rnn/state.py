@@ -40,6 +40,7 @@ class TrainingState:
     metric_state: list[Any] | None = None  # fit's running loss/accuracy totals of a part-done epoch
     rng_state: list[Any] | None = None  # Keras's seed generators (dropout masks)
     rnn_state: list[Any] | None = None  # a stateful run's carried recurrent state
+    schedule: list[list[Any]] | None = None  # the learning-rate plan (loop.Schedule); None in older runs
 
     def to_json(self) -> dict[str, Any]:
         return {_JSON_NAMES.get(key, key): value for key, value in asdict(self).items()}

@@ -150,11 +150,11 @@ def _resumable(run_dir: Path | None, cfg: Config) -> Path:
     if run_dir is None:
         raise ConfigError("resuming needs the run directory to continue")
     saved = runs.read_run_config(run_dir)
-    changed = [key for key in config_diff(saved, cfg) if key != "train.epochs"]
+    changed = [key for key in config_diff(saved, cfg) if key not in ("train.epochs", "train.lr_extend")]
     if changed:
         raise ConfigError(
             f"--resume {run_dir}: the config differs from the run's saved config in {', '.join(changed)}; "
-            "only train.epochs may change when resuming (start a new run for the rest)"
+            "only train.epochs (and train.lr_extend) may change when resuming (start a new run for the rest)"
         )
     done = runs.read_checkpoint_state(run_dir, "last").get("epoch", 0)
     if done >= cfg.train.epochs:
@@ -182,7 +182,7 @@ def _train_epochs(s: Session) -> bool:
 def _run_epoch(s: Session, epoch: int) -> _Fit:
     """Fit epoch `epoch` (0-based) from its first unfinished batch; checkpoint mid-epoch when due."""
     tcfg, first_step = s.cfg.train, s.state.step  # non-zero only for an epoch resumed part-way
-    lr = learning_rate(tcfg, epoch)
+    lr = learning_rate(tcfg, epoch, s.state.schedule)
     s.model.optimizer.learning_rate.assign(lr)
     order = epoch_order(s.cfg.seed, epoch, len(s.data.train), tcfg.shuffle)
     xs, ys, ws = epoch_batches(s.data.train.x, s.data.train.y, order, tcfg, s.cfg.data.chunk_steps)

@@ -79,7 +79,8 @@ def train_command(
     resume: Annotated[
         Path | None,
         typer.Option(
-            "--resume", help="Continue this run from checkpoints/last (only train.epochs may change)."
+            "--resume",
+            help="Continue this run from checkpoints/last (only train.epochs, train.lr_extend may change).",
         ),
     ] = None,
 ) -> None:

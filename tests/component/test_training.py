@@ -121,6 +121,24 @@ def test_non_finite_loss_stops_with_a_training_error_and_keeps_the_good_checkpoi
     assert all(np.isfinite(w).all() for w in good["last"])
 
 
+@pytest.mark.parametrize("extend", ["hold", "restart"])
+def test_extending_a_finished_cosine_run_follows_lr_extend(
+    tiny_config: Path, tmp_path: Path, extend: str
+) -> None:
+    """The bug this pins: a 2-epoch cosine run resumed with train.epochs=4 used to replan the cosine over
+    4 epochs, so the rate jumped back up to 0.5 of its peak. Now the added epochs hold the last planned
+    rate (`hold`, the default) or run the schedule again from its peak (`restart`)."""
+    run, lr = tmp_path / "run", 0.01
+    base = ("train.epochs=2", "train.lr_schedule=cosine", f"train.learning_rate={lr}")
+    _train(tiny_config, run, base)
+    _train(tiny_config, run, (*base[1:], "train.epochs=4", f"train.lr_extend={extend}"), resume=True)
+    rates = [float(row["lr"]) for row in runs.read_history(run)]
+    planned = [lr, lr * 0.5]  # cosine over the planned 2 epochs: 1, 0.5 of the peak
+    added = [lr * 0.5] * 2 if extend == "hold" else [lr, lr * 0.5]
+    assert rates == pytest.approx(planned + added, rel=1e-6)
+    assert runs.read_checkpoint_state(run, "last")["schedule"][-1] == [2, 2, extend]
+
+
 def test_validation_zero_trains_on_everything_and_tracks_training_accuracy(
     tiny_config: Path, tmp_path: Path
 ) -> None:

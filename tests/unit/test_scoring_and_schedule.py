@@ -10,7 +10,7 @@ import pytest
 
 from mnist_rnn.config import TrainConfig
 from mnist_rnn.evaluate import scores_from_probabilities
-from mnist_rnn.loop import epoch_order, learning_rate
+from mnist_rnn.loop import epoch_order, extend_schedule, learning_rate, planned_schedule
 
 
 def test_scores_from_probabilities() -> None:
@@ -116,3 +116,24 @@ def test_end_epoch_tracks_the_best_and_the_patience_counter() -> None:
     assert (state.best, state.best_epoch, state.epochs_without_improvement) == (0.7, 3, 1)
     assert (state.epoch, state.step, state.metric_state, state.fit_seconds) == (4, 0, None, 7.0)
     assert [row["epoch"] for row in state.history] == [1, 2, 3, 4]
+
+
+def test_an_extended_schedule_keeps_the_planned_epochs_and_holds_or_restarts() -> None:
+    """A 4-epoch cosine run trained to 6, then to 8: the planned rates never change; `hold` trains the
+    added epochs at the last planned rate, `restart` runs the cosine again over the added epochs."""
+    planned = [1.0, 0.853553, 0.5, 0.146447]
+    for extend, added in (("hold", [0.146447] * 2), ("restart", [1.0, 0.5])):
+        cfg = TrainConfig(epochs=4, learning_rate=1.0, lr_schedule="cosine", lr_extend=extend)
+        schedule = planned_schedule(cfg)
+        assert extend_schedule(schedule, cfg) == schedule  # not extended: nothing added
+        longer = cfg.model_copy(update={"epochs": 6})
+        schedule = extend_schedule(schedule, longer)
+        rates = [learning_rate(longer, e, schedule) for e in range(6)]
+        assert rates == pytest.approx(planned + added, rel=1e-5)
+    # hold, then restart: the held epochs keep their rate, the restart starts after them
+    cfg = TrainConfig(epochs=4, learning_rate=1.0, lr_schedule="cosine")
+    held = extend_schedule(planned_schedule(cfg), cfg.model_copy(update={"epochs": 6}))
+    both = extend_schedule(held, cfg.model_copy(update={"epochs": 8, "lr_extend": "restart"}))
+    assert [learning_rate(cfg, e, both) for e in range(8)] == pytest.approx(
+        planned + [0.146447] * 2 + [1.0, 0.5], rel=1e-5
+    )
