@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from tests.component.test_bench import _script
 from tests.conftest import REPO, expected_cpu
 
 
+@pytest.mark.slow  # the default suite stays under about 10 minutes on 2 cores; run with -m slow
 def test_ab_runs_trains_each_side_with_its_settings(tmp_path: Path) -> None:
     out = tmp_path / "ab.json"
     report = _script("ab_runs").main([

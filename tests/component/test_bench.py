@@ -24,6 +24,7 @@ def _bench():
     return _script("bench")
 
 
+@pytest.mark.slow  # the default suite stays under about 10 minutes on 2 cores; run with -m slow
 def test_bench_runs_and_writes_comparable_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "bench.json"
     report = _bench().main(["--cases", "lstm1x128-rows", "gru2x128-rows", "--samples", "128", "--rounds", "2",
@@ -82,6 +83,7 @@ def test_profile_sums_the_step_by_op_type(kernel: str, capsys: pytest.CaptureFix
     assert "Sigmoid" in rows  # one per gate (Keras) or one for all gates (fused): both show up
 
 
+@pytest.mark.slow  # the default suite stays under about 10 minutes on 2 cores; run with -m slow
 def test_profile_breakdown_times_both_kernels(capsys: pytest.CaptureFixture[str]) -> None:
     _script("profile_step").main(["--breakdown", "--units", "8", "--batches", "2", "--reps", "1"])
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| keras") or
