@@ -212,12 +212,12 @@ def check_precision(cfg: TrainConfig, device: str) -> None:
 
 
 @contextmanager
-def precision(cfg: TrainConfig) -> Iterator[None]:
+def precision(mixed: bool) -> Iterator[None]:
     """Keras's global dtype policy for the run: `mixed_float16` (float16 compute, float32 variables; Keras
     wraps the optimizer in a LossScaleOptimizer at compile) or float32. Restored afterwards: it is global."""
     import keras
 
-    keras.mixed_precision.set_global_policy("mixed_float16" if cfg.mixed_precision else "float32")
+    keras.mixed_precision.set_global_policy("mixed_float16" if mixed else "float32")
     try:
         yield
     finally:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mnist_rnn.config import ChunkLoss, LrSchedule, Strategy, TrainConfig
+from mnist_rnn.config import ChunkLoss, LrSchedule, TrainConfig
 from mnist_rnn.distribute import distributed_fit_epoch, placement, uses_custom_step
 
 if TYPE_CHECKING:
@@ -130,10 +130,10 @@ def epoch_batches(
     return xs.reshape(-1, chunk_steps, features), ys.reshape(-1), weights.reshape(-1)
 
 
-def compile_model(model: keras.Model, cfg: TrainConfig, xla: bool) -> None:
+def compile_model(model: keras.Model, cfg: TrainConfig, xla: bool, distributed: bool = False) -> None:
+    """Adam, the loss and accuracy, XLA or not; `distributed`: under a tf.distribute strategy (the plan's)."""
     import keras
 
-    distributed = cfg.strategy is not Strategy.none
     from mnist_rnn.layers import ReplicaSafeAdam
 
     # Under a strategy Keras would clip each replica's share of the gradient: see ReplicaSafeAdam.

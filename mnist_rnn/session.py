@@ -26,8 +26,6 @@ from mnist_rnn.execution import (
     Execution,
     announce_device,
     environment_facts,
-    plan_execution,
-    plan_scoring,
     running_execution,
     seed_everything,
 )
@@ -42,6 +40,7 @@ from mnist_rnn.loop import (
     planned_schedule,
 )
 from mnist_rnn.model import build_model
+from mnist_rnn.plan import RunPlan
 from mnist_rnn.state import TrainingState, load_training_state
 from mnist_rnn.tables import progress_bar
 from mnist_rnn.tensorboard_log import TensorBoardLog
@@ -69,10 +68,10 @@ class Session:
     cfg: Config
     data: Dataset
     run_dir: Path
-    device: str
+    plan: RunPlan  # how the run executes, decided once (plan.py)
     console: Console
     model: keras.Model
-    execution: Execution
+    execution: Execution  # what the model runs: the plan's, or a resumed checkpoint's
     state: TrainingState
     shape: EpochShape
     clock: CheckpointClock
@@ -87,17 +86,17 @@ def open_session(
     cfg: Config,
     data: Dataset,
     run_dir: Path,
-    device: str,
+    plan: RunPlan,
     console: Console,
     resume: bool,
     command: Sequence[str] | None,
 ) -> Session:
     """Seed, record the run, and build the model (or restore it and its state from checkpoints/last)."""
 
-    execution = plan_execution(cfg, device)
-    seed_everything(cfg.seed, cfg.train.deterministic, execution.xla, device)
+    device = plan.device
+    seed_everything(cfg.seed, cfg.train.deterministic, plan.execution.xla, device)
     planned = runs.read_run_config(run_dir).train if resume else cfg.train  # before it is rewritten
-    _record_run(run_dir, cfg, device, resume, command)
+    _record_run(run_dir, cfg, plan, resume, command)
     console.print(f"data: {data.description}", highlight=False)
     announce_device(console, device, cfg.model)
     with placement(device):
@@ -109,7 +108,7 @@ def open_session(
                 f"resuming at epoch {state.epoch + 1}, batch {state.step} from {run_dir}", highlight=False
             )
         else:
-            model, state = _new_model(cfg, execution), TrainingState(seed=cfg.seed)
+            model, state = _new_model(cfg, plan), TrainingState(seed=cfg.seed)
     state.schedule = extend_schedule(state.schedule or planned_schedule(planned), cfg.train)
     if resume and (extension := describe_extension(state.schedule, cfg.train)):
         console.print(extension, highlight=False)
@@ -128,22 +127,29 @@ def open_session(
     clock = CheckpointClock(cfg.train.checkpoint_every_steps, cfg.train.checkpoint_every_minutes)
     clock.saved(state.epoch * shape.steps + state.step)  # where the run (re)starts
     return Session(
-        cfg, data, run_dir, device, console, model, running, state, shape, clock, tensorboard,
-        progress_bar(console), Scorer(cfg, plan_scoring(cfg, device)),
+        cfg, data, run_dir, plan, console, model, running, state, shape, clock, tensorboard,
+        progress_bar(console), Scorer(cfg, plan.scoring_xla),
     )  # fmt: skip
 
 
-def _record_run(run_dir: Path, cfg: Config, device: str, resume: bool, command: Sequence[str] | None) -> None:
+def _record_run(
+    run_dir: Path, cfg: Config, plan: RunPlan, resume: bool, command: Sequence[str] | None
+) -> None:
     argv = list(command) if command is not None else list(sys.argv)
     runs.write_config(run_dir, cfg)  # on resume: the same config, train.epochs possibly raised
     if resume:
         runs.append_command(run_dir, argv, datetime.now().isoformat(timespec="seconds"))
     else:
-        gpu = gpu_description(device)
-        runs.write_command(run_dir, argv, environment_facts(device) | ({"gpu": gpu} if gpu else {}))
+        gpu = gpu_description(plan.device)
+        facts = environment_facts(plan.device) | ({"gpu": gpu} if gpu else {})
+        runs.write_command(run_dir, argv, facts | {"run plan": _describe(plan)})
 
 
-def _new_model(cfg: Config, execution: Execution) -> keras.Model:
+def _describe(plan: RunPlan) -> str:
+    return ", ".join(f"{key} {value}" for key, value in plan.record().items())
+
+
+def _new_model(cfg: Config, plan: RunPlan) -> keras.Model:
     # A stateful model sees a fixed batch of (chunks of) sequences; scoring uses a stateless twin.
     steps, features = sequence_shape(cfg.data.layout)
     stateful = cfg.train.stateful
@@ -152,10 +158,10 @@ def _new_model(cfg: Config, execution: Execution) -> keras.Model:
         (cfg.data.chunk_steps or steps, features),
         batch_size=cfg.train.batch_size if stateful else None,
         stateful=stateful,
-        fused=execution.fused,
+        fused=plan.execution.fused,
         sequence_steps=steps,
     )
-    compile_model(model, cfg.train, execution.xla)
+    compile_model(model, cfg.train, plan.execution.xla, distributed=plan.strategy is not None)
     return model
 
 

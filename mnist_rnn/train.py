@@ -28,17 +28,9 @@ from mnist_rnn import runs
 from mnist_rnn.cluster import lost_worker, weights_digest, worker_scratch
 from mnist_rnn.config import Config, config_diff, config_to_dict, flatten
 from mnist_rnn.data import Dataset, load_dataset
-from mnist_rnn.distribute import (
-    check_precision,
-    cudnn_report,
-    distributed,
-    gpu_description,
-    is_chief,
-    make_strategy,
-    precision,
-)
+from mnist_rnn.distribute import cudnn_report, distributed, gpu_description, precision
 from mnist_rnn.errors import ConfigError, Interrupted, TrainingError
-from mnist_rnn.execution import cpu_description, select_device, set_cpu_threads
+from mnist_rnn.execution import cpu_description
 from mnist_rnn.loop import (
     BatchWatch,
     StopRequest,
@@ -51,6 +43,7 @@ from mnist_rnn.loop import (
 )
 from mnist_rnn.memory import keep_freed_memory
 from mnist_rnn.model import reset_states
+from mnist_rnn.plan import make_plan
 from mnist_rnn.plots import CURVES, plot_curves
 from mnist_rnn.session import EpochEnd, EpochHook, Session, open_session
 from mnist_rnn.tables import format_value, summary_table
@@ -92,28 +85,25 @@ def run_training(
     """
     keep_freed_memory()  # a no-op after the CLI's TensorFlow import; for callers from Python
     console = console or Console(stderr=True, soft_wrap=True)
-    chief = is_chief(cfg.train)  # a multi_worker run's other workers write nothing into the run directory
-    target = _target(cfg, run_dir, resume, chief)
-    set_cpu_threads(cfg.train.cpu_threads)  # before anything starts TensorFlow's runtime
-    device = select_device(cfg.train.device)
-    check_precision(cfg.train, device)
-    strategy = make_strategy(cfg.train)  # a device that does not exist fails here, before any write
+    plan = make_plan(cfg)  # every refusal of this machine (device, cluster, precision) before any write
+    target = _target(cfg, run_dir, resume, plan.chief)
     data = dataset if dataset is not None else load_dataset(cfg.data, cfg.seed)
     with ExitStack() as stack:
-        where = target if chief else stack.enter_context(worker_scratch(target, resume))
+        # a multi_worker run's other workers write nothing into the run directory
+        where = target if plan.chief else stack.enter_context(worker_scratch(target, resume))
         runs.create_run_dir(where)
         stack.enter_context(runs.run_lock(where))
-        stack.enter_context(distributed(strategy))
-        stack.enter_context(precision(cfg.train))
+        stack.enter_context(distributed(plan.strategy))
+        stack.enter_context(precision(plan.mixed_precision))
         console.print(
-            f"run directory: {target}" + ("" if chief else " (written by the chief)"), highlight=False
+            f"run directory: {target}" + ("" if plan.chief else " (written by the chief)"), highlight=False
         )
-        session = open_session(cfg, data, where, device, console, resume, command)
+        session = open_session(cfg, data, where, plan, console, resume, command)
         session.stop, session.on_epoch_end = stop or StopRequest(), on_epoch_end
         try:
             metrics = _train_and_record(session)
         except Exception as exc:
-            if strategy is None or (lost := lost_worker(exc, target)) is None:
+            if plan.strategy is None or (lost := lost_worker(exc, target)) is None:
                 raise
             raise lost from None
     return RunResult(target, metrics)
@@ -203,7 +193,7 @@ def _run_epoch(s: Session, epoch: int) -> _Fit:
         watch, (s.progress, task), s.stop, epoch_start, s.state.metric_state, on_step, s.shape.reset_every
     )
     weights = None if ws is None else ws[rows]
-    logs = fit_epoch(s.model, xs[rows], ys[rows], tcfg.batch_size, s.device, [callback], weights)
+    logs = fit_epoch(s.model, xs[rows], ys[rows], tcfg.batch_size, s.plan.device, [callback], weights)
     seconds = time.perf_counter() - start
     s.progress.remove_task(task)
     if logs.get("peer_stop") and s.stop.signum is None:  # multi_worker: another worker was asked to stop
@@ -291,17 +281,18 @@ def _final_test(s: Session, stopped_early: bool) -> dict[str, Any]:
         ),
         "train_samples": len(s.data.train),
         "test_samples": test.samples,
-        "device": s.device,
+        "device": s.plan.device,
         "cpu": cpu_description(),  # speed depends on it: the model and its vector extensions
         "cpu_threads": s.cfg.train.cpu_threads,  # None: TensorFlow's default, one per logical CPU
-        "gpu": gpu_description(s.device),  # None on a CPU
-        "cudnn": cudnn_report(s.cfg.model, s.device),  # on a GPU: used, or which keys rule it out
+        "plan": s.plan.record(),  # how the run was planned to execute (execution: what the model runs)
+        "gpu": gpu_description(s.plan.device),  # None on a CPU
+        "cudnn": cudnn_report(s.cfg.model, s.plan.device),  # on a GPU: used, or which keys rule it out
         "execution": asdict(s.execution),  # the path that trained it: which recurrent kernel, XLA or not
         "final_weights_sha256": weights_digest(s.model),  # the last epoch's weights (workers, reruns)
     }
     runs.write_metrics(s.run_dir, metrics)
     s.tensorboard.log_hparams(s.run_dir.name, flatten(config_to_dict(s.cfg)), metrics)
     s.console.print(summary_table(metrics))
-    if s.execution.replicas > 1 or s.cfg.train.strategy == "multi_worker":  # to compare workers and reruns
+    if s.plan.strategy is not None:  # to compare workers and reruns
         s.console.print(f"final weights sha256: {metrics['final_weights_sha256']}", highlight=False)
     return metrics

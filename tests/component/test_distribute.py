@@ -114,9 +114,11 @@ def _runs_cudnn(run_dir: Path) -> bool:
     model, _ = runs.load_checkpoint(run_dir, "last")
     shape = (2, *model.input_shape[1:])
     with tf.device("/GPU:0"):
-        graph = tf.function(lambda x: model(x, training=True)).get_concrete_function(
-            tf.TensorSpec(shape, tf.float32)
-        ).graph
+        graph = (
+            tf.function(lambda x: model(x, training=True))
+            .get_concrete_function(tf.TensorSpec(shape, tf.float32))
+            .graph
+        )
     ops = {op.type for op in graph.get_operations()}
     ops |= {node.op for f in graph.as_graph_def().library.function for node in f.node_def}
     return any(op.startswith("CudnnRNN") for op in ops)
@@ -197,11 +199,11 @@ def test_cudnn_eligibility_is_decided_from_the_config_alone() -> None:
 def test_the_mixed_precision_policy_computes_in_float16_with_a_float32_output() -> None:
     import keras
 
-    from mnist_rnn.config import ModelConfig, TrainConfig
+    from mnist_rnn.config import ModelConfig
     from mnist_rnn.distribute import precision
     from mnist_rnn.model import build_model
 
-    with precision(TrainConfig(mixed_precision=True)):
+    with precision(mixed=True):
         assert keras.mixed_precision.global_policy().name == "mixed_float16"
         model = build_model(ModelConfig(units=(8,)), (28, 28))
     assert keras.mixed_precision.global_policy().name == "float32"  # restored: the policy is global

@@ -24,8 +24,12 @@ from tests.conftest import TINY, plain_test_images, train_run
 PERMUTED = {
     **TINY,
     "data": {
-        "source": "embedded", "layout": "permuted_pixels", "permutation_seed": 5,
-        "validation": 256, "limit_train": 512, "limit_test": 256,
+        "source": "embedded",
+        "layout": "permuted_pixels",
+        "permutation_seed": 5,
+        "validation": 256,
+        "limit_train": 512,
+        "limit_test": 256,
     },
     "model": {"cell": "lstm", "units": [8]},
     "train": {**TINY["train"], "epochs": 1, "jit_compile": "off"},

@@ -51,6 +51,38 @@ def test_training_learns_and_writes_the_run(tiny_config: Path, tmp_path: Path) -
     assert metrics["cpu"].startswith(f"{model_name} ({vector}, ")
 
 
+def test_each_execution_decision_is_made_once_per_run_and_recorded(
+    tiny_config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The run plan: the device, strategy, precision, kernel/XLA and scoring choices are each asked once
+    (wherever a module imported them from), and metrics.json and command.txt hold the plan they made."""
+    import sys
+
+    from mnist_rnn import distribute, execution
+
+    decisions = ["select_device", "set_cpu_threads", "plan_execution", "plan_scoring", "make_strategy",
+                 "check_precision", "is_chief"]  # fmt: skip
+    calls = {name: 0 for name in decisions}
+    for name in decisions:
+        original = getattr(execution, name, None) or getattr(distribute, name)
+
+        def counted(*args: Any, _name: str = name, _original: Any = original, **kwargs: Any) -> Any:
+            calls[_name] += 1
+            return _original(*args, **kwargs)
+
+        for module in [m for key, m in sys.modules.items() if key.startswith("mnist_rnn")]:
+            if getattr(module, name, None) is original:
+                monkeypatch.setattr(module, name, counted)
+    metrics = _train(tiny_config, tmp_path / "run", ("train.epochs=2",))
+    assert calls == {name: 1 for name in decisions}
+    assert metrics["plan"] == {
+        "device": "/CPU:0", "cpu_threads": 0, "strategy": None, "chief": True, "mixed_precision": False,
+        "fused": False, "xla": False, "replicas": 1, "scoring_xla": True,
+    }  # fmt: skip
+    command = (tmp_path / "run" / "command.txt").read_text()
+    assert "run plan: device /CPU:0, cpu_threads 0, strategy None" in command
+
+
 def test_eval_agrees_with_the_metrics_of_training(tiny_config: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     metrics = _train(tiny_config, run)

@@ -1,0 +1,63 @@
+"""The run plan: how one run executes, decided once at its start from the config and the machine.
+
+`make_plan` asks `execution` (device, threads, determinism-independent kernel and XLA choices, the scoring
+path) and `distribute` (strategy, replicas, the chief, precision) each once, raises every refusal (a config
+that cannot run here) while doing so, and returns one frozen `RunPlan`. Training, `eval` and the records
+(command.txt, metrics.json) read the plan, never the raw config, for these facts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from mnist_rnn.config import Config, Device
+from mnist_rnn.distribute import check_precision, is_chief, make_strategy
+from mnist_rnn.execution import Execution, plan_execution, plan_scoring, select_device, set_cpu_threads
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    device: str  # the one device ("/CPU:0", "/GPU:0"); under a strategy, the strategy places the replicas
+    cpu_threads: int  # threads per CPU op in effect (0: TensorFlow's default, one per logical CPU)
+    strategy: Any  # the tf.distribute.Strategy, or None on one device
+    chief: bool  # this process writes the run directory (False only for a multi_worker run's other workers)
+    mixed_precision: bool
+    execution: Execution  # the recurrent kernel, XLA and the replicas of a new model
+    scoring_xla: bool  # validation, the final test and eval score through the XLA-compiled twin
+
+    def record(self) -> dict[str, Any]:
+        """The plan as metrics.json and command.txt keep it (the strategy by its name)."""
+        return {
+            "device": self.device,
+            "cpu_threads": self.cpu_threads,
+            "strategy": type(self.strategy).__name__ if self.strategy is not None else None,
+            "chief": self.chief,
+            "mixed_precision": self.mixed_precision,
+            **asdict(self.execution),
+            "scoring_xla": self.scoring_xla,
+        }
+
+
+def make_plan(cfg: Config) -> RunPlan:
+    """The plan of a training run. Threads are set before anything starts TensorFlow's runtime; a device
+    or cluster that does not exist, or mixed precision without a GPU, fails here, before any write."""
+    threads = set_cpu_threads(cfg.train.cpu_threads)
+    device = select_device(cfg.train.device)
+    check_precision(cfg.train, device)
+    chief = is_chief(cfg.train)
+    strategy = make_strategy(cfg.train)
+    execution = plan_execution(cfg, device)
+    if strategy is not None:
+        execution = Execution(execution.fused, execution.xla, strategy.num_replicas_in_sync)
+    return RunPlan(
+        device, threads, strategy, chief, cfg.train.mixed_precision, execution, plan_scoring(cfg, device)
+    )
+
+
+def scoring_plan(cfg: Config) -> RunPlan:
+    """The plan of `eval`: TensorFlow's own choice of device (a GPU if it sees one), in one process; it
+    trains nothing, so its execution is the plain one. The scoring path follows the run's config (a run
+    trained under a strategy scores through Keras's graphs, as it did while training)."""
+    device = select_device(Device.auto)
+    return RunPlan(device, 0, None, True, False, Execution(fused=False, xla=False), plan_scoring(cfg, device))
