@@ -25,6 +25,10 @@ class DataError(MnistRnnError):
     exit_code = 2
 
 
+class ImageTooLarge(DataError):
+    """A picture whose header says it decodes to more pixels than the bound (`images.MAX_PIXELS`)."""
+
+
 class RunError(MnistRnnError):
     """A run directory is unusable: not empty when it must be, missing a checkpoint, not a run."""
 

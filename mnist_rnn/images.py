@@ -16,25 +16,39 @@ from typing import Any
 
 import numpy as np
 
-from mnist_rnn.errors import DataError
+from mnist_rnn.errors import DataError, ImageTooLarge
 from mnist_rnn.mnist import IMAGE_SHAPE
 
 DIGIT_BOX = 20  # MNIST: the longer side of the digit's bounding box, in pixels
 NOISE_FRACTION = 0.2  # ink fainter than this share of the strongest ink is background noise
 MIN_CONTRAST = 32.0  # below this (0..255) between ink and background, there is no digit to read
+# A picture is refused from its header above this many pixels, before it is decoded: a 200 KB PNG can
+# decode to 13,300 x 13,300 pixels and several GB. A 40 Mpx phone photo still passes.
+MAX_PIXELS = 40_000_000
+DRAFT_SIDE = 1024  # JPEGs are decoded at a reduced scale down to this size; the digit ends at 20 px
 
 
-def read_grey(source: Path | bytes, name: str | None = None) -> np.ndarray:
-    """A PNG/JPEG/... file or its bytes -> (H, W) float32 greyscale in [0, 255]."""
+def read_grey(source: Path | bytes, name: str | None = None, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """A PNG/JPEG/... file or its bytes -> (H, W) float32 greyscale in [0, 255]. Pillow reads the size
+    from the header first: a picture over `max_pixels` is an `ImageTooLarge` before anything is decoded."""
     from PIL import Image, UnidentifiedImageError
 
     shown = name or str(source)
     try:
         with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as opened:
+            width, height = opened.size
+            if width * height > max_pixels:
+                raise ImageTooLarge(
+                    f"{shown}: {width}x{height} pixels is over the limit of {max_pixels / 1e6:g} Mpx; "
+                    "scale the picture down (a digit needs a few hundred pixels a side)"
+                )
+            opened.draft("L", (DRAFT_SIDE, DRAFT_SIDE))  # JPEG: decode at a reduced scale; others: no-op
             opened.load()
             image = opened.convert("RGBA") if _has_alpha(opened) else opened.convert("L")
     except UnidentifiedImageError:
         raise DataError(f"{shown}: not an image (PNG, JPEG, ...) or IDX file") from None
+    except Image.DecompressionBombError as exc:  # Pillow's own bound, checked at open
+        raise ImageTooLarge(f"{shown}: {exc}") from None
     except (OSError, ValueError) as exc:
         raise DataError(f"{shown}: cannot read the image ({exc})") from None
     if image.mode == "RGBA":  # transparent background: what a viewer shows is the ink over white
@@ -117,9 +131,13 @@ def plain_resize(grey: np.ndarray, invert: bool | None = None) -> np.ndarray:
 
 
 def prepare_digit(
-    source: Path | bytes, invert: bool | None = None, normalize: bool = True, name: str | None = None
+    source: Path | bytes,
+    invert: bool | None = None,
+    normalize: bool = True,
+    name: str | None = None,
+    max_pixels: int = MAX_PIXELS,
 ) -> np.ndarray:
     """A picture file (or its bytes) -> the (28, 28) uint8 image a model reads."""
-    grey = read_grey(source, name)
+    grey = read_grey(source, name, max_pixels)
     shown = name or str(source)
     return normalize_digit(grey, invert, shown) if normalize else plain_resize(grey, invert)

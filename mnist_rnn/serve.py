@@ -30,7 +30,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mnist_rnn import runs
-from mnist_rnn.errors import MnistRnnError
+from mnist_rnn.errors import ImageTooLarge, MnistRnnError
 from mnist_rnn.export import MANIFEST
 from mnist_rnn.images import prepare_digit
 from mnist_rnn.layouts import READ_ORDER, READ_PER_CALL, make_sequences, sequence_shape
@@ -159,6 +159,10 @@ def _error_handlers(app: FastAPI) -> None:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"])
         return JSONResponse({"error": f"{where}: {first['msg']}"}, status_code=422)
+
+    @app.exception_handler(ImageTooLarge)
+    async def too_large(request: Request, exc: ImageTooLarge) -> JSONResponse:
+        return JSONResponse({"error": str(exc)}, status_code=413)
 
     @app.exception_handler(MnistRnnError)
     async def domain(request: Request, exc: MnistRnnError) -> JSONResponse:

@@ -144,3 +144,35 @@ def test_an_export_folder_serves_without_a_row_chart(smoke_run: Path, tmp_path: 
     assert sum(probabilities) == pytest.approx(1.0, abs=1e-4) and min(probabilities) >= 0
     assert body["class"] == probabilities.index(max(probabilities))
     assert body["confidence"] == pytest.approx(max(probabilities))
+
+
+def _bomb(tmp_path: Path, side: int = 10_001) -> Path:
+    """A PNG of a few tens of KB whose header says over 100 Mpx (one bit per pixel, all white)."""
+    path = tmp_path / "bomb.png"
+    Image.new("1", (side, side), 1).save(path, optimize=True)
+    return path
+
+
+def test_a_picture_over_the_pixel_bound_is_413_from_its_header(client: TestClient, tmp_path: Path) -> None:
+    """Refused before decoding: fast, and the server's memory does not grow by the decoded size."""
+    import resource
+    import time
+
+    bomb = _bomb(tmp_path)
+    assert bomb.stat().st_size < 64 * 1024  # under the upload limit: only the pixel bound can stop it
+    peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    start = time.perf_counter()
+    answer = client.post("/predict", content=bomb.read_bytes(), headers={"content-type": "image/png"})
+    elapsed = time.perf_counter() - start
+    assert answer.status_code == 413, answer.text
+    assert "10001x10001 pixels is over the limit" in answer.json()["error"]
+    assert elapsed < 1.0
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before < 100 * 1024
+
+
+def test_predict_names_the_oversized_file_and_classifies_the_rest(smoke_run: Path, tmp_path: Path) -> None:
+    from mnist_rnn.predict import predict_files
+
+    predictions, errors, _ = predict_files(smoke_run, [_bomb(tmp_path), _png(tmp_path)])
+    assert [p.file for p in predictions] == [str(tmp_path / "three.png")]
+    assert len(errors) == 1 and errors[0].startswith(f"{tmp_path / 'bomb.png'}: 10001x10001 pixels")
