@@ -13,13 +13,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mnist_rnn import runs
-from mnist_rnn.config import Config
+from mnist_rnn.config import Config, Device
 from mnist_rnn.data import Split, load_dataset
 from mnist_rnn.errors import RunError
+from mnist_rnn.execution import plan_scoring, select_device
 from mnist_rnn.layouts import READ_PER_CALL, input_permutation, sequence_shape, to_images
 from mnist_rnn.mnist import IMAGE_SHAPE, NUM_CLASSES
 from mnist_rnn.model import build_twin
-from mnist_rnn.plan import scoring_plan
 from mnist_rnn.plots import CONFUSION, ERRORS, EXPLAIN, plot_confusion, plot_errors, plot_explain
 from mnist_rnn.streaming import Streamer
 
@@ -138,7 +138,8 @@ def evaluate_run(
     streamer = _explainer(cfg, model, explain)  # a model that cannot stream fails before any scoring
     target = dataset.test if split == "test" else dataset.val
     assert target is not None
-    probs = Scorer(cfg, scoring_plan(cfg).scoring_xla)(model, target.x)
+    # TensorFlow's own choice of device (a GPU if it sees one); the scoring path follows the run's config
+    probs = Scorer(cfg, plan_scoring(cfg, select_device(Device.auto)))(model, target.x)
     report = {
         "checkpoint": checkpoint,
         "checkpoint_path": str(path),

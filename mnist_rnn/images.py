@@ -28,18 +28,18 @@ MAX_PIXELS = 40_000_000
 DRAFT_SIDE = 1024  # JPEGs are decoded at a reduced scale down to this size; the digit ends at 20 px
 
 
-def read_grey(source: Path | bytes, name: str | None = None, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+def read_grey(source: Path | bytes, name: str | None = None) -> np.ndarray:
     """A PNG/JPEG/... file or its bytes -> (H, W) float32 greyscale in [0, 255]. Pillow reads the size
-    from the header first: a picture over `max_pixels` is an `ImageTooLarge` before anything is decoded."""
+    from the header first: a picture over `MAX_PIXELS` is an `ImageTooLarge` before anything is decoded."""
     from PIL import Image, UnidentifiedImageError
 
     shown = name or str(source)
     try:
         with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as opened:
             width, height = opened.size
-            if width * height > max_pixels:
+            if width * height > MAX_PIXELS:
                 raise ImageTooLarge(
-                    f"{shown}: {width}x{height} pixels is over the limit of {max_pixels / 1e6:g} Mpx; "
+                    f"{shown}: {width}x{height} pixels is over the limit of {MAX_PIXELS / 1e6:g} Mpx; "
                     "scale the picture down (a digit needs a few hundred pixels a side)"
                 )
             opened.draft("L", (DRAFT_SIDE, DRAFT_SIDE))  # JPEG: decode at a reduced scale; others: no-op
@@ -131,13 +131,9 @@ def plain_resize(grey: np.ndarray, invert: bool | None = None) -> np.ndarray:
 
 
 def prepare_digit(
-    source: Path | bytes,
-    invert: bool | None = None,
-    normalize: bool = True,
-    name: str | None = None,
-    max_pixels: int = MAX_PIXELS,
+    source: Path | bytes, invert: bool | None = None, normalize: bool = True, name: str | None = None
 ) -> np.ndarray:
     """A picture file (or its bytes) -> the (28, 28) uint8 image a model reads."""
-    grey = read_grey(source, name, max_pixels)
+    grey = read_grey(source, name)
     shown = name or str(source)
     return normalize_digit(grey, invert, shown) if normalize else plain_resize(grey, invert)

@@ -1,9 +1,9 @@
 """The run plan: how one run executes, decided once at its start from the config and the machine.
 
-`make_plan` asks `execution` (device, threads, determinism-independent kernel and XLA choices, the scoring
-path) and `distribute` (strategy, replicas, the chief, precision) each once, raises every refusal (a config
-that cannot run here) while doing so, and returns one frozen `RunPlan`. Training, `eval` and the records
-(command.txt, metrics.json) read the plan, never the raw config, for these facts.
+`make_plan` asks `execution` (device, threads, kernel and XLA, the scoring path) and `distribute` (strategy,
+replicas, the chief, precision) each once, raises every refusal (a config that cannot run here) while doing
+so, and returns one frozen `RunPlan`. Training and its records (command.txt, metrics.json) read the plan,
+never the raw config, for these facts. `eval` decides only its scoring path (`evaluate.evaluate_run`).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from mnist_rnn.config import Config, Device
+from mnist_rnn.config import Config
 from mnist_rnn.distribute import check_precision, is_chief, make_strategy
 from mnist_rnn.execution import Execution, plan_execution, plan_scoring, select_device, set_cpu_threads
 
@@ -53,11 +53,3 @@ def make_plan(cfg: Config) -> RunPlan:
     return RunPlan(
         device, threads, strategy, chief, cfg.train.mixed_precision, execution, plan_scoring(cfg, device)
     )
-
-
-def scoring_plan(cfg: Config) -> RunPlan:
-    """The plan of `eval`: TensorFlow's own choice of device (a GPU if it sees one), in one process; it
-    trains nothing, so its execution is the plain one. The scoring path follows the run's config (a run
-    trained under a strategy scores through Keras's graphs, as it did while training)."""
-    device = select_device(Device.auto)
-    return RunPlan(device, 0, None, True, False, Execution(fused=False, xla=False), plan_scoring(cfg, device))
