@@ -173,6 +173,9 @@ class TrainConfig(_Frozen):
     eval_batch_size: PositiveInt = 1_000
     # Threads per CPU op (TensorFlow's and XLA's kernels); None: TensorFlow's default, one per logical CPU.
     cpu_threads: PositiveInt | None = None
+    # Each batch as this many concurrent XLA computations (sharded_step.py); None: one per CPU core on an
+    # XLA run on a CPU. Results differ in the last digits between counts, so the run plan records it.
+    batch_shards: PositiveInt | None = None
     # Several devices (see README, "Training on GPUs and clusters"): batch_size is the global batch.
     strategy: Strategy = Strategy.none
     devices: Annotated[tuple[str, ...], Field(min_length=1)] | None = None  # mirrored; default: every GPU
@@ -198,7 +201,7 @@ class Config(_Frozen):
 
 def cross_key_violation(cfg: Config) -> tuple[Key, str] | None:
     """The first rule that spans keys and that `cfg` breaks: (the key that has to change, why), or None."""
-    for check in (_data_rules, _model_rules, _stateful_rules, _strategy_rules):
+    for check in (_data_rules, _model_rules, _stateful_rules, _strategy_rules, _shard_rules):
         if (found := check(cfg)) is not None:
             return found
     return None
@@ -280,6 +283,28 @@ def _strategy_rules(cfg: Config) -> tuple[Key, str] | None:
     if cfg.model.lstm_kernel is LstmKernel.fused:
         return ("model", "lstm_kernel"), (
             f"fused is a single-device CPU kernel; use auto or keras with train.strategy: {train.strategy}"
+        )
+    return None
+
+
+def _shard_rules(cfg: Config) -> tuple[Key, str] | None:
+    train = cfg.train
+    if train.batch_shards is None or train.batch_shards == 1:
+        return None
+    blocker = (
+        "train.stateful is true (each sample's state lives in one batch row)" if train.stateful
+        else f"train.strategy is {train.strategy} (the strategy splits the batch itself)"
+        if train.strategy is not Strategy.none
+        else "train.jit_compile is off (each shard is one XLA computation)" if train.jit_compile is Jit.off
+        else None
+    )  # fmt: skip
+    if blocker:
+        return ("train", "batch_shards"), (
+            f"cannot split the batch: {blocker}; remove batch_shards or set it to 1"
+        )
+    if train.batch_shards > train.batch_size:
+        return ("train", "batch_shards"), (
+            f"must be at most train.batch_size={train.batch_size}, got {train.batch_shards}"
         )
     return None
 

@@ -37,6 +37,10 @@ XLA_MIN_STEPS = 100
 # On short sequences XLA pays for the GRU in a long run: Keras's GRU under XLA trained at 1.39x
 # [1.25-1.54] the plain graph (2x128 rows, AVX2 EPYC, paired slices; same JSON).
 XLA_CELLS_SHORT = frozenset({Cell.gru})
+# An XLA step of a small RNN runs on one core; the batch split into one shard per core, run side by side
+# (sharded_step.py), trained the 2x128 LSTM at 1.7x and the 1x128 at 1.4x on 2 cores (AVX2 EPYC, paired
+# slices). Shards below this many samples were not measured.
+MIN_SHARD = 32
 
 
 # ------------------------------------------------------------------------------------------ device
@@ -158,11 +162,13 @@ class Execution:
     fused: bool  # FusedLSTM instead of keras.layers.LSTM
     xla: bool  # XLA-compile the train/predict steps
     replicas: int = 1  # > 1 under train.strategy: mirrored
+    shards: int = 1  # > 1: each batch as that many concurrent XLA computations (sharded_step.py)
 
     def describe(self) -> str:
         layers = "fused LSTM kernel" if self.fused else "Keras recurrent layers"
         spread = f", {self.replicas} replicas (mirrored)" if self.replicas > 1 else ""
-        return f"{layers}, XLA {'on' if self.xla else 'off'}{spread}"
+        split = f", batch in {self.shards} concurrent shards" if self.shards > 1 else ""
+        return f"{layers}, XLA {'on' if self.xla else 'off'}{spread}{split}"
 
 
 def plan_execution(cfg: Config, device: str) -> Execution:
@@ -186,7 +192,19 @@ def plan_execution(cfg: Config, device: str) -> Execution:
         xla = False
     else:
         xla = jit is Jit.on or (jit is Jit.auto and (fused or _xla_pays(cfg, device, long_run)))
-    return Execution(fused=fused, xla=xla)
+    shards = _batch_shards(cfg, device, xla)
+    return Execution(fused=fused, xla=xla or shards > 1, shards=shards)
+
+
+def _batch_shards(cfg: Config, device: str, xla: bool) -> int:
+    """`train.batch_shards`, or by default one shard per CPU core (`cpu_threads` if set) on an XLA run on a
+    CPU, each of at least MIN_SHARD samples. The config's rules refuse shards where they cannot run."""
+    if cfg.train.batch_shards is not None:
+        return cfg.train.batch_shards
+    if not (xla and device.startswith("/CPU")) or cfg.train.strategy is not Strategy.none:
+        return 1
+    cores = cfg.train.cpu_threads or len(os.sched_getaffinity(0))
+    return max(1, min(cores, cfg.train.batch_size // MIN_SHARD))
 
 
 def _xla_pays(cfg: Config, device: str, long_run: bool) -> bool:
@@ -210,9 +228,9 @@ def running_execution(model: keras.Model) -> Execution:
     import tensorflow as tf
 
     replicas = tf.distribute.get_strategy().num_replicas_in_sync if tf.distribute.has_strategy() else 1
-    return Execution(
-        fused=uses_fused_lstm(model), xla=bool(getattr(model, "jit_compile", False)), replicas=replicas
-    )
+    shards = int(getattr(model, "shards", 1))  # a ShardedModel compiles its shards, not the whole step
+    xla = bool(getattr(model, "jit_compile", False)) or shards > 1
+    return Execution(fused=uses_fused_lstm(model), xla=xla, replicas=replicas, shards=shards)
 
 
 def fused_lstm_blockers(cfg: Config) -> list[str]:

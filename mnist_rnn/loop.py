@@ -147,7 +147,8 @@ def compile_model(model: keras.Model, cfg: TrainConfig, xla: bool, distributed: 
         # Stateful resets and checkpoints act between batches, so callbacks must see every one; under a
         # strategy a recurrent layer fails with more than one step per call (distribute.py).
         steps_per_execution=1 if one_batch_per_call else cfg.steps_per_execution,
-        jit_compile=xla,
+        # A ShardedModel XLA-compiles each shard; its outer step must stay a plain graph (sharded_step.py).
+        jit_compile=xla and getattr(model, "shards", 1) == 1,
     )
 
 

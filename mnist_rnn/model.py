@@ -82,6 +82,7 @@ def build_model(
     stateful: bool = False,
     fused: bool = False,
     sequence_steps: int | None = None,
+    shards: int = 1,
 ) -> keras.Model:
     """Build (not compile) the classifier for sequences of shape `input_shape` = (steps, features).
 
@@ -89,7 +90,8 @@ def build_model(
     layers and weight layout, but a graph with no cuDNN op (SavedModel) or no loop (TFLite). `stateful`
     (with a fixed `batch_size`) carries each sample's final state into the next batch. `fused` uses
     `FusedLSTM` for the LSTM layers (the caller checks `config.fused_lstm_blockers`). `sequence_steps` is
-    the whole sequence's length where `input_shape` is a chunk of it (chrono's T_max).
+    the whole sequence's length where `input_shape` is a chunk of it (chrono's T_max). `shards` > 1 trains
+    each batch as that many concurrent XLA computations (`sharded_step.ShardedModel`; same layers).
     """
     import keras
 
@@ -111,7 +113,13 @@ def build_model(
         x = keras.layers.Dropout(cfg.dropout, name="dropout_head")(x)
     # float32 whatever the dtype policy: under mixed_float16 the softmax and the loss stay in float32.
     outputs = keras.layers.Dense(NUM_CLASSES, activation="softmax", name="probabilities", dtype="float32")(x)
-    model = keras.Model(inputs, outputs, name=f"{cfg.cell}_{'x'.join(map(str, cfg.units))}")
+    name = f"{cfg.cell}_{'x'.join(map(str, cfg.units))}"
+    if shards > 1:
+        from mnist_rnn.sharded_step import ShardedModel
+
+        model: keras.Model = ShardedModel(inputs, outputs, name=name, shards=shards)
+    else:
+        model = keras.Model(inputs, outputs, name=name)
     if cfg.forget_bias is ForgetBias.chrono:
         for bias in _recurrent_biases(model):
             bias.assign(chrono_bias(cfg.cell, int(bias.shape[0]), sequence_steps or input_shape[0]))

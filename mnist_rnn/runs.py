@@ -259,6 +259,7 @@ def load_checkpoint(
 
     import mnist_rnn.fused_lstm  # noqa: F401  (registers FusedLSTM for loading)
     import mnist_rnn.layers  # noqa: F401  (and JANETCell)
+    import mnist_rnn.sharded_step  # noqa: F401  (and ShardedModel)
 
     problems = []
     for path in _candidates(run_dir, which) or [find_checkpoint(run_dir, which)]:

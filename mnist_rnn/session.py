@@ -160,6 +160,7 @@ def _new_model(cfg: Config, plan: RunPlan) -> keras.Model:
         stateful=stateful,
         fused=plan.execution.fused,
         sequence_steps=steps,
+        shards=plan.execution.shards,
     )
     compile_model(model, cfg.train, plan.execution.xla, distributed=plan.strategy is not None)
     return model

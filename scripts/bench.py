@@ -125,7 +125,7 @@ def mnist_rnn_variant(
     scorer = Scorer(cfg, plan_scoring(cfg, device))  # what its validation, test and eval run
 
     def warm(x: np.ndarray, y: np.ndarray) -> None:
-        holder["m"] = build_model(cfg.model, input_shape, fused=execution.fused)
+        holder["m"] = build_model(cfg.model, input_shape, fused=execution.fused, shards=execution.shards)
         compile_model(holder["m"], cfg.train, execution.xla)
         fit_epoch(holder["m"], x, y, BATCH, device)
 

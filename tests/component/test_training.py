@@ -46,7 +46,7 @@ def test_training_learns_and_writes_the_run(tiny_config: Path, tmp_path: Path) -
         == metrics["best_epoch"]
     )
     assert load_config(run / "config.yaml") == load_config(tiny_config, ("train.epochs=5",))
-    assert metrics["execution"] == {"fused": False, "xla": False, "replicas": 1}  # too short to repay XLA
+    assert metrics["execution"] == {"fused": False, "xla": False, "replicas": 1, "shards": 1}  # too short to repay XLA
     model_name, vector = expected_cpu()  # the model and its widest vector extension, as lscpu says
     assert metrics["cpu"].startswith(f"{model_name} ({vector}, ")
 
@@ -77,7 +77,7 @@ def test_each_execution_decision_is_made_once_per_run_and_recorded(
     assert calls == {name: 1 for name in decisions}
     assert metrics["plan"] == {
         "device": "/CPU:0", "cpu_threads": 0, "strategy": None, "chief": True, "mixed_precision": False,
-        "fused": False, "xla": False, "replicas": 1, "scoring_xla": True,
+        "fused": False, "xla": False, "replicas": 1, "shards": 1, "scoring_xla": True,
     }  # fmt: skip
     command = (tmp_path / "run" / "command.txt").read_text()
     assert "run plan: device /CPU:0, cpu_threads 0, strategy None" in command

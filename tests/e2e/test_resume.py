@@ -130,7 +130,12 @@ def test_fused_lstm_run_resumes_bit_for_bit_and_scores_and_exports(tmp_path: Pat
     from mnist_rnn.evaluate import evaluate_run
     from mnist_rnn.export import load_artefact
 
-    cfg = {**RESUMABLE, "model": {**RESUMABLE["model"], "lstm_kernel": "fused"}}
+    # Two shards whatever this machine's cores: the sharded step (the default on 2 cores) resumes exactly.
+    cfg = {
+        **RESUMABLE,
+        "model": {**RESUMABLE["model"], "lstm_kernel": "fused"},
+        "train": {**RESUMABLE["train"], "batch_shards": 2},
+    }
     config = tmp_path / "fused.yaml"
     config.write_text(yaml.safe_dump(cfg))
     reference, run = tmp_path / "uninterrupted", tmp_path / "cut"
@@ -140,7 +145,7 @@ def test_fused_lstm_run_resumes_bit_for_bit_and_scores_and_exports(tmp_path: Pat
     assert code == 143, err
     code, err = _finish(start_cli("train", "--resume", str(run), cwd=tmp_path))
     assert code == 0, err
-    assert "fused LSTM kernel, XLA on" in err  # the resumed process goes on with the checkpoint's kernel
+    assert "fused LSTM kernel, XLA on, batch in 2 concurrent shards" in err  # the checkpoint's kernel
     assert _history_without_time(run) == _history_without_time(reference)
     for got, want in zip(_weights(run), _weights(reference), strict=True):
         np.testing.assert_array_equal(got, want)
@@ -148,7 +153,7 @@ def test_fused_lstm_run_resumes_bit_for_bit_and_scores_and_exports(tmp_path: Pat
     report = evaluate_run(run)
     metrics = json.loads((run / "metrics.json").read_text())
     assert report["accuracy"] == metrics["test_accuracy"]
-    assert metrics["execution"] == {"fused": True, "xla": True, "replicas": 1}
+    assert metrics["execution"] == {"fused": True, "xla": True, "replicas": 1, "shards": 2}
     out = tmp_path / "exp"
     code, err = _finish(start_cli("export", str(run), "--format", "keras", "--out", str(out), cwd=tmp_path))
     assert code == 0, err  # export also checks the artefact against the trained model (exit 1 if not)
