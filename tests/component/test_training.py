@@ -46,7 +46,8 @@ def test_training_learns_and_writes_the_run(tiny_config: Path, tmp_path: Path) -
         == metrics["best_epoch"]
     )
     assert load_config(run / "config.yaml") == load_config(tiny_config, ("train.epochs=5",))
-    assert metrics["execution"] == {"fused": False, "xla": False, "replicas": 1, "shards": 1}  # too short to repay XLA
+    # too short to repay XLA
+    assert metrics["execution"] == {"fused": False, "xla": False, "replicas": 1, "shards": 1}
     model_name, vector = expected_cpu()  # the model and its widest vector extension, as lscpu says
     assert metrics["cpu"].startswith(f"{model_name} ({vector}, ")
 

@@ -20,7 +20,8 @@ LEVELS = {
     "predict": 3, "export": 3, "streaming": 3, "evaluate": 3, "state": 3, "tensorboard_log": 3,
     "catalog": 3, "cluster": 3, "tables": 3,
     "runs": 2, "loop": 2, "images": 2, "plots": 2, "artefacts": 2, "plan": 2,
-    "config_files": 1, "execution": 1, "model": 1, "fused_lstm": 1, "sharded_step": 1, "layers": 1, "distribute": 1,
+    "config_files": 1, "execution": 1, "model": 1, "fused_lstm": 1, "sharded_step": 1, "layers": 1,
+    "distribute": 1,
     "config": 0, "data": 0, "layouts": 0, "errors": 0, "tf_import": 0, "memory": 0, "measure": 0,
     "mnist": 0,
 }  # fmt: skip

@@ -103,7 +103,9 @@ def test_a_checkpoint_keeps_the_shards_and_the_run_says_so(tmp_path: Path) -> No
         (TrainConfig(strategy=Strategy.mirrored), "/CPU:0", 2, 1),
     ],
 )
-def test_plan_gives_one_shard_per_core_to_xla_runs_on_a_cpu(train, device, cores, shards, monkeypatch) -> None:
+def test_plan_gives_one_shard_per_core_to_xla_runs_on_a_cpu(
+    train, device, cores, shards, monkeypatch
+) -> None:
     monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(cores)))
     execution = plan_execution(Config(train=train), device)
     assert execution.shards == shards
