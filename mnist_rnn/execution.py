@@ -38,8 +38,11 @@ XLA_MIN_STEPS = 100
 # [1.25-1.54] the plain graph (2x128 rows, AVX2 EPYC, paired slices; same JSON).
 XLA_CELLS_SHORT = frozenset({Cell.gru})
 # An XLA step of a small RNN runs on one core; the batch split into one shard per core, run side by side
-# (sharded_step.py), trained the 2x128 LSTM at 1.7x and the 1x128 at 1.4x on 2 cores (AVX2 EPYC, paired
-# slices). Shards below this many samples were not measured.
+# (sharded_step.py), paid on 2 cores for stacked models on rows and not for one layer (AVX2 EPYC, paired
+# slices, scripts/shards_ab.py; docs/bench/2026-12-03-epyc-avx2-shards-ab.json): LSTM 2x128 1.54x
+# [1.44-1.75], GRU 2x128 1.34x [1.00-1.84]; LSTM 1x128 rows 0.93x [0.88-1.11], 1x128 pixels 0.93x
+# [0.90-0.98]. So `auto` shards stacked models on short sequences. Shards below MIN_SHARD: not measured.
+SHARD_MIN_LAYERS = 2
 MIN_SHARD = 32
 
 
@@ -198,10 +201,14 @@ def plan_execution(cfg: Config, device: str) -> Execution:
 
 def _batch_shards(cfg: Config, device: str, xla: bool) -> int:
     """`train.batch_shards`, or by default one shard per CPU core (`cpu_threads` if set) on an XLA run on a
-    CPU, each of at least MIN_SHARD samples. The config's rules refuse shards where they cannot run."""
+    CPU of a stacked model on short sequences, each of at least MIN_SHARD samples (see SHARD_MIN_LAYERS).
+    The config's rules refuse shards where they cannot run."""
     if cfg.train.batch_shards is not None:
         return cfg.train.batch_shards
-    if not (xla and device.startswith("/CPU")) or cfg.train.strategy is not Strategy.none:
+    short = LAYOUT_SHAPES[cfg.data.layout][0] < XLA_MIN_STEPS
+    stacked = len(cfg.model.units) >= SHARD_MIN_LAYERS
+    alone = cfg.train.strategy is Strategy.none
+    if not (xla and device.startswith("/CPU") and short and stacked and alone):
         return 1
     cores = cfg.train.cpu_threads or len(os.sched_getaffinity(0))
     return max(1, min(cores, cfg.train.batch_size // MIN_SHARD))

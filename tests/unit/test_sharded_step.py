@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import pytest
 
-from mnist_rnn.config import Config, ModelConfig, Strategy, TrainConfig
+from mnist_rnn.config import Config, DataConfig, ModelConfig, Strategy, TrainConfig
 from mnist_rnn.config_files import ConfigError, load_config
 from mnist_rnn.execution import plan_execution, running_execution
 from mnist_rnn.loop import compile_model
@@ -107,9 +107,24 @@ def test_plan_gives_one_shard_per_core_to_xla_runs_on_a_cpu(
     train, device, cores, shards, monkeypatch
 ) -> None:
     monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(cores)))
-    execution = plan_execution(Config(train=train), device)
+    execution = plan_execution(Config(train=train), device)  # the default model: LSTM 2x128 on rows
     assert execution.shards == shards
     assert execution.xla or shards == 1
+
+
+@pytest.mark.parametrize(
+    ("model", "layout", "shards"),
+    [
+        (ModelConfig(units=(128,)), "rows", 1),  # one layer: not decided on rows (execution.py)
+        (ModelConfig(units=(128,)), "pixels", 1),  # slower on long sequences
+        (ModelConfig(cell="gru", units=(64, 64)), "rows", 2),
+        (ModelConfig(units=(64, 64, 64)), "columns", 2),
+    ],
+)
+def test_auto_shards_stacked_models_on_short_sequences(model, layout, shards, monkeypatch) -> None:
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1})
+    cfg = Config(data=DataConfig(layout=layout), model=model, train=TrainConfig(jit_compile="on"))
+    assert plan_execution(cfg, "/CPU:0").shards == shards
 
 
 @pytest.mark.parametrize(
