@@ -173,8 +173,9 @@ class TrainConfig(_Frozen):
     eval_batch_size: PositiveInt = 1_000
     # Threads per CPU op (TensorFlow's and XLA's kernels); None: TensorFlow's default, one per logical CPU.
     cpu_threads: PositiveInt | None = None
-    # Each batch as this many concurrent XLA computations (sharded_step.py); None: one per CPU core on an
-    # XLA run on a CPU. Results differ in the last digits between counts, so the run plan records it.
+    # Each batch as this many concurrent XLA computations (sharded_step.py); None: `execution` decides (one
+    # per CPU core for stacked models on short sequences under XLA). Results differ in the last digits
+    # between counts, so the run plan records it.
     batch_shards: PositiveInt | None = None
     # Several devices (see README, "Training on GPUs and clusters"): batch_size is the global batch.
     strategy: Strategy = Strategy.none

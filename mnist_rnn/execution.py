@@ -206,9 +206,8 @@ def _batch_shards(cfg: Config, device: str, xla: bool) -> int:
     if cfg.train.batch_shards is not None:
         return cfg.train.batch_shards
     short = LAYOUT_SHAPES[cfg.data.layout][0] < XLA_MIN_STEPS
-    stacked = len(cfg.model.units) >= SHARD_MIN_LAYERS
-    alone = cfg.train.strategy is Strategy.none
-    if not (xla and device.startswith("/CPU") and short and stacked and alone):
+    stacked = len(cfg.model.units) >= SHARD_MIN_LAYERS  # (a strategy returned from plan_execution earlier)
+    if not (xla and device.startswith("/CPU") and short and stacked):
         return 1
     cores = cfg.train.cpu_threads or len(os.sched_getaffinity(0))
     return max(1, min(cores, cfg.train.batch_size // MIN_SHARD))
