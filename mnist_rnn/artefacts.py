@@ -1,13 +1,18 @@
 """The four artefact formats: each one's writer and its loader (which runs it in its own runtime).
 
 `export.py` decides what to export and checks it; this module only knows how each format is written and
-read back. Every writer starts from `serving_model`: the trained weights in stock Keras layers, over whole
-sequences, in the layout's plain order (a permuted layout's gather is the graph's first op).
+read back (`FORMATS`: every fact about a format, in one place). Every writer starts from `serving_model`:
+the trained weights in stock Keras layers, over whole sequences, in the layout's plain order (a permuted
+layout's gather is the graph's first op). An export folder holds one artefact and its `manifest.json`;
+`load_artefact` reads it back for predict and serve.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,14 +20,26 @@ import numpy as np
 
 from mnist_rnn import runs
 from mnist_rnn.config import Config
-from mnist_rnn.errors import ExportError
+from mnist_rnn.errors import RunError, UsageError
 from mnist_rnn.layouts import input_permutation, sequence_shape
+from mnist_rnn.mnist import NUM_CLASSES
 from mnist_rnn.model import build_twin
 
 if TYPE_CHECKING:
     import keras
 
 INPUT_NAME = "sequence"
+MANIFEST = "manifest.json"  # an export folder's description (export.py writes it); its presence marks one
+
+
+class ExportFormat(StrEnum):
+    """The artefacts `mnist-rnn export --format` writes (their facts: `FORMATS`)."""
+
+    saved_model = "saved_model"
+    keras = "keras"
+    tflite = "tflite"
+    onnx = "onnx"
+
 
 Predictor = Callable[[np.ndarray], np.ndarray]  # (N, steps, features) float32 -> (N, 10) probabilities
 
@@ -142,7 +159,7 @@ def _load_tflite(path: Path, quantize: str | None) -> Predictor:
     inp, outp = interpreter.get_input_details()[0]["index"], interpreter.get_output_details()[0]["index"]
 
     def run(x: np.ndarray) -> np.ndarray:
-        result = np.empty((len(x), 10), dtype=np.float32)
+        result = np.empty((len(x), NUM_CLASSES), dtype=np.float32)
         for i in range(len(x)):  # the unrolled graph has a fixed batch of 1
             interpreter.set_tensor(inp, x[i : i + 1])
             interpreter.invoke()
@@ -157,9 +174,8 @@ def _require_onnx() -> None:
         import onnxruntime  # noqa: F401
         import tf2onnx  # noqa: F401
     except ImportError:
-        raise ExportError(
-            "the onnx format needs the onnx extra; install it with: pip install 'mnist-rnn[onnx]'",
-            exit_code=2,
+        raise UsageError(
+            "the onnx format needs the onnx extra; install it with: pip install 'mnist-rnn[onnx]'"
         ) from None
 
 
@@ -187,15 +203,35 @@ def _load_onnx(path: Path, quantize: str | None) -> Predictor:
     return lambda x: np.asarray(session.run(None, {name: x})[0])
 
 
-WRITERS = {
-    "saved_model": _write_saved_model,
-    "keras": _write_keras,
-    "tflite": _write_tflite,
-    "onnx": _write_onnx,
+Writer = Callable[[Config, "keras.Model", Path, str | None], list[str]]
+Loader = Callable[[Path, str | None], Predictor]
+
+
+@dataclass(frozen=True)
+class Format:
+    write: Writer
+    load: Loader
+    max_prob_diff: float  # parity: the bound on |Δprob| against the Keras model (quantized: same class)
+    batch: int | None = None  # a fixed batch size (TFLite's unrolled graph), else any
+    class_ids: bool = False  # a `class_ids` output beside the probabilities (SavedModel's signature)
+    quantizable: bool = False  # takes --quantize dynamic
+
+
+FORMATS: dict[ExportFormat, Format] = {
+    ExportFormat.saved_model: Format(_write_saved_model, _load_saved_model, 1e-5, class_ids=True),
+    ExportFormat.keras: Format(_write_keras, _load_keras, 1e-5),
+    ExportFormat.tflite: Format(_write_tflite, _load_tflite, 1e-4, batch=1, quantizable=True),
+    ExportFormat.onnx: Format(_write_onnx, _load_onnx, 1e-5),
 }
-LOADERS = {
-    "saved_model": _load_saved_model,
-    "keras": _load_keras,
-    "tflite": _load_tflite,
-    "onnx": _load_onnx,
-}
+
+
+def load_artefact(export_dir: Path) -> tuple[dict[str, Any], Predictor]:
+    """An export folder's manifest and a predictor that runs the artefact in its own runtime."""
+    try:
+        manifest = json.loads((export_dir / MANIFEST).read_text())
+        fmt, quantize = manifest["format"], manifest.get("quantize")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise RunError(f"{export_dir}: not a readable export ({exc}); export the run again") from None
+    if fmt not in set(ExportFormat):
+        raise RunError(f"{export_dir}: unknown format {fmt!r} in {MANIFEST}; export the run again")
+    return manifest, FORMATS[ExportFormat(fmt)].load(export_dir, quantize)

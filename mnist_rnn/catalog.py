@@ -2,11 +2,8 @@
 
 Everything is read from the run directories themselves (config.yaml, history.csv, metrics.json,
 status.json, the lock), so a run made on another machine and copied here lists the same way.
-A run's status:
-    running      its lock is held by a live process
-    finished     metrics.json is written (the final test ran)
-    failed       status.json says so (the error is in it), or nothing was ever checkpointed
-    interrupted  it has a checkpoint to resume from (a signal, or a kill -9 that left a dead lock)
+A run's status is `runs.run_status`'s (running, finished, failed, interrupted); a run that stopped before its
+first checkpoint is listed as failed.
 """
 
 from __future__ import annotations
@@ -70,19 +67,12 @@ def find_runs(root: Path) -> list[Path]:
 
 
 def run_status(run_dir: Path) -> tuple[str, str | None]:
-    """(status, the resume command for an interrupted run)."""
-    if runs.lock_holder(run_dir) is not None:
-        return "running", None
-    if (run_dir / runs.METRICS).is_file():
-        runs.read_json(run_dir / runs.METRICS)  # a damaged file is an error, not a finished run
-        return "finished", None
-    if runs.read_status(run_dir).get("status") == "failed":
-        return "failed", None
-    try:
-        runs.find_checkpoint(run_dir, "last")
-    except RunError:
-        return "failed", None  # stopped before its first checkpoint: nothing to resume
-    return "interrupted", f"mnist-rnn train --resume {run_dir}"
+    """(status as listed, the resume command for an interrupted run); a run stopped before its first
+    checkpoint is listed as failed: there is nothing to resume."""
+    status = runs.run_status(run_dir)
+    if status is runs.RunStatus.interrupted:
+        return str(status), f"mnist-rnn train --resume {run_dir}"
+    return str(runs.RunStatus.failed if status is runs.RunStatus.unsaved else status), None
 
 
 def summarize(run_dir: Path, root: Path) -> RunSummary:

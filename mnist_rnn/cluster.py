@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mnist_rnn import runs
+from mnist_rnn import runlock, runs
 from mnist_rnn.errors import TrainingError
 
 if TYPE_CHECKING:
@@ -32,7 +32,7 @@ def worker_scratch(run_dir: Path, resume: bool) -> Iterator[Path]:
     scratch = Path(tempfile.mkdtemp(prefix="mnist-rnn-worker-")) / run_dir.name
     try:
         if resume:
-            skip = shutil.ignore_patterns(runs.LOCK, runs.TENSORBOARD, "export")
+            skip = shutil.ignore_patterns(runlock.LOCK, runs.TENSORBOARD, "export")
             shutil.copytree(run_dir, scratch, ignore=skip)
         yield scratch
     finally:

@@ -45,7 +45,7 @@ class Cell(StrEnum):
     lstm = "lstm"
     gru = "gru"
     simple_rnn = "simple_rnn"
-    janet = "janet"  # the forget-gate-only LSTM (van der Westhuizen & Lasenby 2018), mnist_rnn.janet
+    janet = "janet"  # the forget-gate-only LSTM (van der Westhuizen & Lasenby 2018), `layers.JANETCell`
 
 
 class ForgetBias(StrEnum):

@@ -1,28 +1,24 @@
-"""Domain errors. Each carries a message a user can act on; only cli.py turns them into exit codes."""
+"""Domain errors. Each carries a message a user can act on and says what went wrong, never how to exit:
+the CLI turns them into exit codes in one place (`cli/app.exit_code`), the server into HTTP statuses in
+one place (`serve.http_status`)."""
 
 
 class MnistRnnError(Exception):
-    """Base class. `exit_code` follows the README: 1 runtime failure, 2 bad usage or input; a raise site
-    may override the class's code (an interrupted run's depends on the signal)."""
-
-    exit_code = 1
-
-    def __init__(self, message: str, exit_code: int | None = None) -> None:
-        super().__init__(message)
-        if exit_code is not None:
-            self.exit_code = exit_code
+    """Base class: a failure the user can act on, reported as one line."""
 
 
 class ConfigError(MnistRnnError):
     """The configuration (file, --set override or a combination of keys) is invalid."""
 
-    exit_code = 2
+
+class UsageError(MnistRnnError):
+    """A command was asked for something it cannot do as asked: an unknown export format, an option that
+    does not apply, an optional extra that is not installed."""
 
 
 class DataError(MnistRnnError):
-    """MNIST could not be read: a missing, truncated or corrupt file, or an unavailable source."""
-
-    exit_code = 2
+    """MNIST or a person's picture could not be read: a missing, truncated or corrupt file, or an
+    unavailable source."""
 
 
 class ImageTooLarge(DataError):
@@ -30,27 +26,25 @@ class ImageTooLarge(DataError):
 
 
 class RunError(MnistRnnError):
-    """A run directory is unusable: not empty when it must be, missing a checkpoint, not a run."""
-
-    exit_code = 2
+    """A run directory (or an export folder) is unusable: not empty when it must be, missing a checkpoint,
+    not a run."""
 
 
 class DeviceError(MnistRnnError):
     """The requested device is not available (e.g. `train.device: gpu` on a machine without one)."""
 
-    exit_code = 2
-
 
 class TrainingError(MnistRnnError):
     """Training failed at run time (e.g. the loss became NaN); the last good checkpoint is kept."""
 
-    exit_code = 1
-
 
 class Interrupted(MnistRnnError):
-    """Training stopped on SIGINT (exit 130) or SIGTERM (exit 143) after saving what it had."""
+    """Training stopped on a signal (SIGINT, SIGTERM) after saving what it had; `signum` says which."""
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.signum = int(signum)
 
 
 class ExportError(MnistRnnError):
-    """An export could not be written, or its artefact disagrees with the trained model (exit 1); a bad
-    request (unknown format, missing extra) is raised with exit_code=2."""
+    """An export was written but its artefact disagrees with the trained model (the parity check)."""

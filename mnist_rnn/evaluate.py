@@ -15,13 +15,13 @@ import numpy as np
 from mnist_rnn import runs
 from mnist_rnn.config import Config, Device
 from mnist_rnn.data import Split, load_dataset
-from mnist_rnn.errors import RunError
+from mnist_rnn.errors import UsageError
 from mnist_rnn.execution import plan_scoring, select_device
 from mnist_rnn.layouts import READ_PER_CALL, input_permutation, sequence_shape, to_images
-from mnist_rnn.mnist import IMAGE_SHAPE, NUM_CLASSES
+from mnist_rnn.mnist import NUM_CLASSES
 from mnist_rnn.model import build_twin
 from mnist_rnn.plots import CONFUSION, ERRORS, EXPLAIN, plot_confusion, plot_errors, plot_explain
-from mnist_rnn.streaming import Streamer
+from mnist_rnn.trained import TrainedRun, inference_model, keras_predict
 
 if TYPE_CHECKING:
     import keras
@@ -59,26 +59,6 @@ def scores_from_probabilities(probs: np.ndarray, labels: np.ndarray) -> Scores:
     )
 
 
-def inference_model(cfg: Config, model: keras.Model) -> keras.Model:
-    """The model that scores a run: the trained one, or for a stateful run (fixed batch, chunks) its
-    stateless twin over whole sequences, so every image is scored and no carried state leaks in."""
-    if not cfg.train.stateful:
-        return model
-    return build_twin(cfg.model, model.get_weights(), sequence_shape(cfg.data.layout))
-
-
-def predict(model: keras.Model, x: np.ndarray, batch_size: int) -> np.ndarray:
-    """Class probabilities (N, 10) in inference mode (dropout off).
-
-    Fed as a plain tf.data pipeline, as training is: Keras's numpy adapter cost about 30% of a small model's
-    inference throughput on 2 cores (34,600 vs 48,500 samples/s for LSTM(128) rows, docs/performance.md).
-    """
-    import tensorflow as tf
-
-    batches = tf.data.Dataset.from_tensor_slices(x).batch(batch_size).prefetch(2)
-    return np.asarray(model.predict(batches, verbose=0))
-
-
 class Scorer:
     """Class probabilities from a run's models on the fastest inference path measured (docs/performance.md).
 
@@ -97,7 +77,7 @@ class Scorer:
 
     def __call__(self, model: keras.Model, x: np.ndarray) -> np.ndarray:
         if not self.xla:
-            return predict(inference_model(self.cfg, model), x, self.batch_size)
+            return keras_predict(inference_model(self.cfg, model), x, self.batch_size)
         if not len(x):
             return np.empty((0, NUM_CLASSES), np.float32)
         step, b = self._compiled(model), self.batch_size
@@ -125,31 +105,30 @@ def evaluate_run(
 ) -> dict[str, Any]:
     """Score a run's checkpoint on its test or validation split; write eval.json, confusion_matrix.png and
     errors.png, and with `explain` > 0 explain.png: that many digits read step by step (streaming)."""
-    cfg = runs.read_run_config(run_dir)
+    run = TrainedRun(run_dir, checkpoint)  # a missing checkpoint fails here, before any data is loaded
+    cfg = run.cfg
     if split not in ("test", "val"):
-        raise RunError(f"unknown split {split!r}; use test or val")
+        raise UsageError(f"unknown split {split!r}; use test or val")
     if split == "val" and cfg.data.validation == 0:
-        raise RunError(
+        raise UsageError(
             f"{run_dir}: this run held out no validation images (data.validation: 0); use --split test"
         )
-    path = runs.find_checkpoint(run_dir, checkpoint)  # fail before loading data if it is missing
     dataset = load_dataset(cfg.data, cfg.seed)
-    model, state = runs.load_checkpoint(run_dir, checkpoint)
-    streamer = _explainer(cfg, model, explain)  # a model that cannot stream fails before any scoring
+    streamer = run.streamer() if explain > 0 else None  # a model that cannot stream fails before scoring
     target = dataset.test if split == "test" else dataset.val
     assert target is not None
     # TensorFlow's own choice of device (a GPU if it sees one); the scoring path follows the run's config
-    probs = Scorer(cfg, plan_scoring(cfg, select_device(Device.auto)))(model, target.x)
+    probs = Scorer(cfg, plan_scoring(cfg, select_device(Device.auto)))(run.model, target.x)
     report = {
         "checkpoint": checkpoint,
-        "checkpoint_path": str(path),
-        "checkpoint_epoch": state.get("epoch"),
+        "checkpoint_path": str(run.path),
+        "checkpoint_epoch": run.state.get("epoch"),
         "split": split,
         "data": dataset.description,
         **asdict(scores_from_probabilities(probs, target.y)),
     }
     images = to_images(target.x, cfg.data.layout, input_permutation(cfg.data))
-    title = f"{split} split, checkpoint {checkpoint} (epoch {state.get('epoch')})"
+    title = f"{split} split, checkpoint {checkpoint} (epoch {run.state.get('epoch')})"
     pictures = [
         plot_confusion(report["confusion_matrix"], report["per_class_accuracy"], title, run_dir / CONFUSION),
         plot_errors(images, probs, target.y, run_dir / ERRORS),
@@ -161,11 +140,3 @@ def evaluate_run(
     report["pictures"] = [str(p) for p in pictures]
     runs.write_metrics(run_dir, report, runs.EVAL)
     return report
-
-
-def _explainer(cfg: Config, model: keras.Model, explain: int) -> Streamer | None:
-    """A streaming twin that reads a row of the image per step (`explain` > 0), else None."""
-    if explain <= 0:
-        return None
-    steps, features = sequence_shape(cfg.data.layout)
-    return Streamer(cfg.model, model.get_weights(), features, chunk_steps=steps // IMAGE_SHAPE[0])

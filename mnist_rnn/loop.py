@@ -2,7 +2,7 @@
 
 Each epoch calls `model.fit` once on an order derived from (seed, epoch) alone, so the data order of any
 epoch can be recomputed without replaying the ones before it (what resuming needs). A Keras callback
-(`batch_watch`) sees the batches end: it feeds the progress bar, stops at a non-finite loss, honours a
+(`BatchWatch`) sees the batches end: it feeds the progress bar, stops at a non-finite loss, honours a
 stop request (a signal, or one a caller injected) after the batch in flight, and offers each step to the
 mid-epoch checkpoint clock.
 """

@@ -57,7 +57,7 @@ def _recurrent_layer(
         Cell.simple_rnn: keras.layers.SimpleRNN,
     }
     extra: dict[str, object] = {"unroll": unroll, "stateful": stateful}
-    if cfg.cell is Cell.lstm:  # chrono overwrites the bias after the build (`_chrono_bias`)
+    if cfg.cell is Cell.lstm:  # chrono overwrites the bias after the build (`chrono_bias`)
         extra["unit_forget_bias"] = cfg.forget_bias is not ForgetBias.chrono
     if cpu_safe and cfg.cell is not Cell.simple_rnn:
         extra["use_cudnn"] = False  # never trace the cuDNN kernel into an exported graph
@@ -89,7 +89,7 @@ def build_model(
     `cpu_safe`, `unroll` and a fixed `batch_size` build the serving twins used by export: the same
     layers and weight layout, but a graph with no cuDNN op (SavedModel) or no loop (TFLite). `stateful`
     (with a fixed `batch_size`) carries each sample's final state into the next batch. `fused` uses
-    `FusedLSTM` for the LSTM layers (the caller checks `config.fused_lstm_blockers`). `sequence_steps` is
+    `FusedLSTM` for the LSTM layers (the caller checks `execution.fused_lstm_blockers`). `sequence_steps` is
     the whole sequence's length where `input_shape` is a chunk of it (chrono's T_max). `shards` > 1 trains
     each batch as that many concurrent XLA computations (`sharded_step.ShardedModel`; same layers).
     """

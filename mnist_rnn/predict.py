@@ -2,7 +2,7 @@
 
 A picture of any size is prepared as MNIST's digits were (`images.prepare_digit`: polarity told from its
 border, faint noise dropped, the digit cropped, its longer side scaled to 20 px, centred by mass in 28x28),
-then goes through exactly the preprocessing training used (`data.make_sequences`: pixel / 255, the run's
+then goes through exactly the preprocessing training used (`layouts.make_sequences`: pixel / 255, the run's
 layout). `invert` overrides the polarity (True: dark ink on light paper; False: light on dark);
 `normalize=False` keeps the old plain resize for pictures that are already MNIST-like. IDX files are MNIST
 already and are used as they are. A file that cannot be read is reported on its own line and the others
@@ -18,17 +18,12 @@ from typing import Any
 
 import numpy as np
 
-from mnist_rnn import runs
-from mnist_rnn.artefacts import Predictor
-from mnist_rnn.config import Layout
 from mnist_rnn.data import read_idx
 from mnist_rnn.errors import DataError, RunError
-from mnist_rnn.evaluate import inference_model
-from mnist_rnn.evaluate import predict as keras_predict
-from mnist_rnn.export import MANIFEST, load_artefact
 from mnist_rnn.images import prepare_digit
-from mnist_rnn.layouts import input_permutation, make_sequences, to_model_order
+from mnist_rnn.layouts import make_sequences
 from mnist_rnn.mnist import IMAGE_SHAPE
+from mnist_rnn.trained import open_model
 
 _IDX_IMAGES_MAGIC = (2051).to_bytes(4, "big")
 
@@ -55,11 +50,11 @@ def _is_idx(path: Path) -> bool:
 
 def read_inputs(
     paths: list[Path], invert: bool | None = None, normalize: bool = True
-) -> tuple[list[tuple[str, np.ndarray]], list[str]]:
+) -> tuple[list[tuple[str, np.ndarray]], list[DataError]]:
     """(name, image) pairs for every readable file (an IDX file gives `file[i]` for each image), and one
     error line per unreadable file."""
     images: list[tuple[str, np.ndarray]] = []
-    errors: list[str] = []
+    errors: list[DataError] = []
     for path in paths:
         try:
             if not path.is_file():
@@ -72,53 +67,34 @@ def read_inputs(
             else:
                 images.append((str(path), prepare_digit(path, invert, normalize)))
         except DataError as exc:
-            errors.append(str(exc))
+            errors.append(exc)
     return images, errors
-
-
-def load_predictor(source: Path) -> tuple[Predictor, Layout, str]:
-    """A run directory (its best checkpoint) or an export folder (its artefact, in its own runtime).
-
-    Either predictor takes sequences in the layout's plain order (`make_sequences`): a run's applies its
-    permutation here, an artefact inside its own graph."""
-    if (source / MANIFEST).is_file():
-        manifest, predictor = load_artefact(source)
-        # Named by folder, not by path: serve shows this to whoever opens its page.
-        layout = Layout(manifest["preprocessing"]["layout"])
-        return predictor, layout, f"{manifest['format']} export {source.resolve().name}"
-    run_dir, checkpoint = runs.resolve_run_dir(source)
-    cfg = runs.read_run_config(run_dir)
-    model = inference_model(cfg, runs.load_checkpoint(run_dir, checkpoint)[0])
-    batch, order = cfg.train.eval_batch_size, input_permutation(cfg.data)
-    return (
-        lambda x: keras_predict(model, to_model_order(x, order), batch),
-        cfg.data.layout,
-        f"checkpoint {checkpoint} of {run_dir.resolve().name}",
-    )
 
 
 def predict_files(
     source: Path, paths: list[Path], invert: bool | None = None, normalize: bool = True
-) -> tuple[list[Prediction], list[str], str]:
+) -> tuple[list[Prediction], list[DataError], str]:
+    """Classify the readable files with a run (its best checkpoint) or an export folder; the others come
+    back as one error each. Both predictors take the layout's plain order (`make_sequences`)."""
     if not source.exists():
         raise RunError(f"{source}: no such run directory or export folder")
     images, errors = read_inputs(paths, invert, normalize)
     if not images:  # nothing to classify: report the files without loading a model
         return [], errors, str(source)
-    predictor, layout, described = load_predictor(source)
-    probs = predictor(make_sequences(np.stack([img for _, img in images]), layout))
+    model = open_model(source)
+    probs = model.predictor()(make_sequences(np.stack([img for _, img in images]), model.layout))
     predictions = [
         Prediction(name, int(p.argmax()), float(p.max()), [float(v) for v in p])
         for (name, _), p in zip(images, probs, strict=True)
     ]
-    return predictions, errors, described
+    return predictions, errors, model.described
 
 
-def as_json(predictions: list[Prediction], errors: list[str]) -> dict[str, Any]:
+def as_json(predictions: list[Prediction], errors: list[DataError]) -> dict[str, Any]:
     return {
         "predictions": [
             {"file": p.file, "class": p.label, "confidence": p.confidence, "probabilities": p.probabilities}
             for p in predictions
         ],
-        "errors": errors,
+        "errors": [str(e) for e in errors],
     }

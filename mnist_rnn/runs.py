@@ -27,6 +27,7 @@ import shutil
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +35,7 @@ from mnist_rnn.config import Config
 from mnist_rnn.config_files import dump_config, load_config
 from mnist_rnn.errors import RunError
 from mnist_rnn.layouts import input_permutation
+from mnist_rnn.runlock import lock_holder
 
 if TYPE_CHECKING:
     import keras
@@ -50,7 +52,6 @@ CHECKPOINTS = "checkpoints"
 MODEL_FILE = "model.keras"
 STATE_FILE = "state.json"
 CHECKPOINT_NAMES = ("best", "last")
-LOCK = ".lock"
 HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds")
 
 
@@ -84,6 +85,26 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 def atomic_write_json(path: Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+@contextmanager
+def staged_dir(target: Path) -> Iterator[Path]:
+    """A fresh folder beside `target` to write into; when the block ends it replaces `target` (the old
+    one removed only once the new is in place), and if the block raises it is removed, `target` intact."""
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    previous = target.with_name(f".{target.name}.old-{os.getpid()}")
+    if target.exists():
+        os.replace(target, previous)
+    os.replace(tmp, target)
+    _fsync_dir(target.parent)
+    shutil.rmtree(previous, ignore_errors=True)
 
 
 # ------------------------------------------------------------------------------- run directories
@@ -275,58 +296,6 @@ def load_checkpoint(
     raise RunError(f"{run_dir}: no loadable '{which}' checkpoint ({'; '.join(problems)})")
 
 
-@contextmanager
-def run_lock(run_dir: Path) -> Iterator[None]:
-    """Hold `run_dir/.lock` (our PID) while writing a run, so a second writer is refused.
-
-    A lock left by a process that no longer exists (kill -9, power cut) is taken over.
-    """
-    path = run_dir / LOCK
-    for _ in range(2):
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            break
-        except FileExistsError:
-            owner = _lock_owner(path)
-            if owner is not None and owner != os.getpid() and _alive(owner):
-                raise RunError(
-                    f"{run_dir}: another process (pid {owner}) is writing this run; wait for it to finish "
-                    f"or stop it (kill {owner}), then retry"
-                ) from None
-            path.unlink(missing_ok=True)  # stale: its writer is gone
-    else:  # pragma: no cover - lost a race twice
-        raise RunError(f"{run_dir}: could not take the run lock {path}; retry")
-    try:
-        os.write(fd, str(os.getpid()).encode())
-        os.close(fd)
-        yield
-    finally:
-        path.unlink(missing_ok=True)
-
-
-def lock_holder(run_dir: Path) -> int | None:
-    """The PID of a live process writing `run_dir`, or None (no lock, or its writer is gone)."""
-    owner = _lock_owner(run_dir / LOCK)
-    return owner if owner is not None and _alive(owner) else None
-
-
-def _lock_owner(path: Path) -> int | None:
-    try:
-        return int(path.read_text().strip() or "0") or None
-    except (OSError, ValueError):
-        return None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    return True
-
-
 # ----------------------------------------------------------------------------------- reading runs
 
 
@@ -344,3 +313,27 @@ def resolve_run_dir(path: Path, checkpoint: str | None = None) -> tuple[Path, st
 
 def read_run_config(run_dir: Path) -> Config:
     return load_config(run_dir / CONFIG)
+
+
+class RunStatus(StrEnum):
+    """Where a run stands, told from its files alone (so a run copied from another machine reads the same)."""
+
+    running = "running"  # its lock is held by a live process
+    finished = "finished"  # metrics.json is written (the final test ran)
+    failed = "failed"  # status.json says so (the error is in it)
+    interrupted = "interrupted"  # it has a checkpoint to resume from (a signal, or a kill -9)
+    unsaved = "unsaved"  # stopped before its first checkpoint: nothing to resume, nothing to keep
+
+
+def run_status(run_dir: Path) -> RunStatus:
+    """The one reading of a run's status, for `runs list`, the sweep and `TrainedRun`."""
+    if lock_holder(run_dir) is not None:
+        return RunStatus.running
+    if (run_dir / METRICS).is_file():
+        read_json(run_dir / METRICS)  # a damaged file is an error, not a finished run
+        return RunStatus.finished
+    if read_status(run_dir).get("status") == "failed":
+        return RunStatus.failed
+    if not _candidates(run_dir, "last"):  # `last`, or the previous one a crash left beside it
+        return RunStatus.unsaved
+    return RunStatus.interrupted

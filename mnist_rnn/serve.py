@@ -7,7 +7,7 @@
                     probabilities; `?invert=` and `?normalize=` as `mnist-rnn predict`'s flags
     GET  /healthz   liveness, and what is served
 
-The same preprocessing (`images.prepare_digit`) and the same predictor (`predict.load_predictor`) as
+The same preprocessing (`images.prepare_digit`) and the same predictor (`trained.open_model`) as
 `mnist-rnn predict`, so the two return identical probabilities for the same file. Bad input is a 4xx with
 {"error": "..."}; a body over MAX_UPLOAD_BYTES is refused with 413 before it is read into memory.
 FastAPI and uvicorn come with the `serve` extra; only the CLI's `serve` command imports this module.
@@ -29,34 +29,30 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from mnist_rnn import runs
-from mnist_rnn.errors import ImageTooLarge, MnistRnnError
-from mnist_rnn.export import MANIFEST
+from mnist_rnn.errors import ConfigError, DataError, ImageTooLarge, MnistRnnError, RunError, UsageError
 from mnist_rnn.images import prepare_digit
-from mnist_rnn.layouts import READ_ORDER, READ_PER_CALL, make_sequences, sequence_shape
+from mnist_rnn.layouts import READ_ORDER, READ_PER_CALL, make_sequences
 from mnist_rnn.mnist import IMAGE_SHAPE
-from mnist_rnn.predict import load_predictor
 from mnist_rnn.streaming import Streamer
+from mnist_rnn.trained import open_model
 
 MAX_UPLOAD_BYTES = 2 * 1024 * 1024  # a phone photo of a digit fits; a 50 MB upload is refused unread
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/gif", "image/bmp", "image/webp", "application/octet-stream")
 
 
 class Classifier:
-    """A run's best checkpoint (or an export's artefact) and, for a run, its streaming twin."""
+    """A run's best checkpoint (or an export's artefact) and, for a run, its streaming twin: both made from
+    one load of the checkpoint (`trained.open_model`)."""
 
     def __init__(self, source: Path) -> None:
-        self.predictor, self.layout, self.described = load_predictor(source)
+        model = open_model(source)
+        self.predictor, self.layout, self.described = model.predictor(), model.layout, model.described
         self.streamer: Streamer | None = None
-        self.streaming_note = "per-row probabilities need a run directory (an export holds no state)"
-        if not (source / MANIFEST).is_file():
-            run_dir, checkpoint = runs.resolve_run_dir(source)
-            steps = sequence_shape(self.layout)[0]  # a row is one step (rows) or 28 steps (pixels)
-            try:
-                self.streamer = Streamer.from_run(run_dir, checkpoint, chunk_steps=steps // IMAGE_SHAPE[0])
-                self.streaming_note = f"probabilities after each of the 28 {READ_PER_CALL[self.layout]}"
-            except MnistRnnError as exc:  # a mean head or a bidirectional model cannot stream
-                self.streaming_note = str(exc)
+        try:
+            self.streamer = model.streamer()  # a row of the image per call
+            self.streaming_note = f"probabilities after each of the 28 {READ_PER_CALL[self.layout]}"
+        except MnistRnnError as exc:  # an export, a mean head or a bidirectional model cannot stream
+            self.streaming_note = str(exc)
         self._lock = threading.Lock()  # the streaming twin carries state from call to call
 
     def classify(self, image: np.ndarray, steps: bool) -> dict[str, Any]:
@@ -160,13 +156,24 @@ def _error_handlers(app: FastAPI) -> None:
         where = ".".join(str(part) for part in first["loc"])
         return JSONResponse({"error": f"{where}: {first['msg']}"}, status_code=422)
 
-    @app.exception_handler(ImageTooLarge)
-    async def too_large(request: Request, exc: ImageTooLarge) -> JSONResponse:
-        return JSONResponse({"error": str(exc)}, status_code=413)
-
     @app.exception_handler(MnistRnnError)
     async def domain(request: Request, exc: MnistRnnError) -> JSONResponse:
-        return JSONResponse({"error": str(exc)}, status_code=422 if exc.exit_code == 2 else 500)
+        return JSONResponse({"error": str(exc)}, status_code=http_status(exc))
+
+
+# The one mapping of domain errors to HTTP statuses: the request's fault is a 4xx, the server's a 500.
+HTTP_STATUSES: dict[type[MnistRnnError], int] = {
+    ImageTooLarge: 413,
+    DataError: 422,
+    UsageError: 422,
+    ConfigError: 422,
+    RunError: 422,
+}
+
+
+def http_status(exc: MnistRnnError) -> int:
+    """The HTTP status for a domain error (`HTTP_STATUSES`, through its bases; 500 if none is named)."""
+    return next((HTTP_STATUSES[c] for c in type(exc).__mro__ if c in HTTP_STATUSES), 500)
 
 
 class BodyLimit:

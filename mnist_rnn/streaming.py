@@ -1,10 +1,10 @@
 """Streaming inference: feed an image a row (or a chunk) at a time and read the class probabilities after
 each step, the recurrent state kept between calls.
 
-    streamer = Streamer.from_run("runs/20261123-120000-default")     # best checkpoint
-    for row in image_sequence:                                       # (28, 28): one row per call
-        probabilities = streamer.step(row[None])                     # (1, 28) -> (10,)
-    streamer.reset()                                                 # before the next image
+    streamer = TrainedRun.open(Path("runs/20261123-120000-default")).streamer()   # mnist_rnn.trained
+    for row in image_sequence:                              # (28, 28): one row per call
+        probabilities = streamer.step(row[None])            # (1, 28) -> (10,)
+    streamer.reset()                                        # before the next image
 
 After the last row the probabilities equal the whole-sequence prediction (to float rounding; tested to
 1e-5). It needs the `last` head: a mean over time is not known until the sequence ends.
@@ -12,15 +12,13 @@ After the last row the probabilities equal the whole-sequence prediction (to flo
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mnist_rnn import runs
 from mnist_rnn.config import Head, ModelConfig
 from mnist_rnn.errors import ConfigError
-from mnist_rnn.layouts import input_permutation, sequence_shape, to_model_order
+from mnist_rnn.layouts import to_model_order
 from mnist_rnn.model import build_twin, reset_states
 
 if TYPE_CHECKING:
@@ -54,14 +52,6 @@ class Streamer:
         # One traced graph for every step: the same numbers as calling the model eagerly (tested), about
         # 20x faster for a 28-row image (0.7 ms a row rather than 15 ms on 2 cores).
         self._step = tf.function(lambda x: self.model(x, training=False))
-
-    @classmethod
-    def from_run(cls, run_dir: Path | str, checkpoint: str = "best", chunk_steps: int = 1) -> Streamer:
-        run = Path(run_dir)
-        cfg = runs.read_run_config(run)
-        model, _ = runs.load_checkpoint(run, checkpoint)
-        features = sequence_shape(cfg.data.layout)[1]
-        return cls(cfg.model, model.get_weights(), features, chunk_steps, input_permutation(cfg.data))
 
     def reset(self) -> None:
         """Forget the sequence so far (call before each new image)."""

@@ -129,36 +129,24 @@ def run_trials(sweep_dir: Path, trials: list[Trial], console: Console) -> Path:
     for number, trial in enumerate(trials, 1):
         run_dir = sweep_dir / trial.name
         console.print(f"sweep {sweep_dir.name}: trial {number}/{len(trials)} {trial.name}", highlight=False)
-        state = _trial_state(run_dir)
-        if state in ("finished", "failed"):
-            console.print(f"  {state} already; kept", highlight=False)
+        status = runs.run_status(run_dir) if run_dir.exists() else None
+        if status in (runs.RunStatus.finished, runs.RunStatus.failed):
+            console.print(f"  {status} already; kept", highlight=False)
             continue
-        if state == "fresh" and run_dir.exists():
+        if status is runs.RunStatus.unsaved:
             shutil.rmtree(run_dir)  # killed before its first checkpoint: nothing in it to keep
+        resume = status in (runs.RunStatus.interrupted, runs.RunStatus.running)  # running: the lock refuses
         try:
-            run_training(trial.cfg, run_dir, resume=state == "resumable", console=console)
+            run_training(trial.cfg, run_dir, resume=resume, console=console)
         except TrainingError as exc:  # this trial diverged; the others may not
             console.print(f"  failed: {exc}", highlight=False, style="red")
         except Interrupted as exc:  # the person wants the sweep back, not just this trial
             message = f"{exc}; or continue the whole sweep with: mnist-rnn sweep --resume {sweep_dir}"
-            raise Interrupted(message, exc.exit_code) from None
+            raise Interrupted(message, exc.signum) from None
     summaries = list_runs(sweep_dir, "best_val")
     runs.atomic_write_text(sweep_dir / SWEEP_CSV, sweep_csv(trials, summaries))
     console.print(runs_table(summaries, f"Sweep {sweep_dir} (best validation first)"))
     return sweep_dir
-
-
-def _trial_state(run_dir: Path) -> str:
-    """finished | failed | resumable (it has a checkpoint) | fresh (start it; anew if killed early)."""
-    if (run_dir / runs.METRICS).is_file():
-        return "finished"
-    if runs.read_status(run_dir).get("status") == "failed":
-        return "failed"
-    try:
-        runs.find_checkpoint(run_dir, "last")  # `last`, or the previous one a crash left beside it
-    except RunError:
-        return "fresh"
-    return "resumable"
 
 
 def sweep_csv(trials: list[Trial], summaries: list[RunSummary]) -> str:

@@ -24,7 +24,7 @@ from typing import Any
 
 from rich.console import Console
 
-from mnist_rnn import runs
+from mnist_rnn import runlock, runs
 from mnist_rnn.cluster import lost_worker, weights_digest, worker_scratch
 from mnist_rnn.config import Config, config_diff, config_to_dict, flatten
 from mnist_rnn.data import Dataset, load_dataset
@@ -92,7 +92,7 @@ def run_training(
         # a multi_worker run's other workers write nothing into the run directory
         where = target if plan.chief else stack.enter_context(worker_scratch(target, resume))
         runs.create_run_dir(where)
-        stack.enter_context(runs.run_lock(where))
+        stack.enter_context(runlock.run_lock(where))
         stack.enter_context(distributed(plan.strategy))
         stack.enter_context(precision(plan.mixed_precision))
         console.print(
@@ -255,7 +255,7 @@ def _interrupted(s: Session, epoch: int, saved_epoch: int, saved_step: int) -> I
     return Interrupted(
         f"stopped by {signal.Signals(signum).name} during epoch {epoch + 1}; checkpoints/last holds {where}; "
         f"resume with: mnist-rnn train --resume {s.run_dir}",
-        128 + int(signum),
+        signum,
     )
 
 

@@ -167,8 +167,8 @@ def keras_fit_variant(case: Case, input_shape: tuple[int, int], device: str) -> 
 def keras_tuned_variant(case: Case, input_shape: tuple[int, int], device: str) -> Variant:
     """Plain Keras layers with the settings a competent user would pick: XLA, 32 steps per call, and the
     same shuffled tf.data input as (a). What is left between (a) and this is mnist-rnn's own work."""
-    from mnist_rnn.evaluate import predict
     from mnist_rnn.loop import fit_epoch
+    from mnist_rnn.trained import keras_predict
 
     holder: dict[str, Any] = {"rng": np.random.default_rng(0)}
 
@@ -185,7 +185,7 @@ def keras_tuned_variant(case: Case, input_shape: tuple[int, int], device: str) -
         holder["m"] = model
         train(x, y)
 
-    return Variant("keras_tuned", warm, train, lambda x: predict(holder["m"], x, 1000))
+    return Variant("keras_tuned", warm, train, lambda x: keras_predict(holder["m"], x, 1000))
 
 
 def torch_variant(case: Case, input_shape: tuple[int, int]) -> Variant | None:

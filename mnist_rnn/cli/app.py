@@ -15,13 +15,35 @@ import typer
 from rich.console import Console
 
 from mnist_rnn import __version__
-from mnist_rnn.errors import MnistRnnError
+from mnist_rnn.errors import (
+    ConfigError,
+    DataError,
+    DeviceError,
+    ExportError,
+    Interrupted,
+    MnistRnnError,
+    RunError,
+    TrainingError,
+    UsageError,
+)
 
 # Progress and logs go to stderr; stdout carries only what a script wants (run dir, YAML, tables).
 err_console = Console(stderr=True, soft_wrap=True)
 out_console = Console(soft_wrap=True)
 
 EXIT_RUNTIME, EXIT_USAGE, EXIT_SIGINT = 1, 2, 130
+
+# The one mapping of domain errors to exit codes (the README's): 2 bad usage or input, 1 a runtime failure,
+# 128 + the signal for an interrupted run (130 Ctrl-C, 143 SIGTERM). A subclass takes its base's code.
+EXIT_CODES: dict[type[MnistRnnError], int] = {
+    ConfigError: EXIT_USAGE,
+    UsageError: EXIT_USAGE,
+    DataError: EXIT_USAGE,
+    RunError: EXIT_USAGE,
+    DeviceError: EXIT_USAGE,
+    TrainingError: EXIT_RUNTIME,
+    ExportError: EXIT_RUNTIME,
+}
 
 app = typer.Typer(
     name="mnist-rnn",
@@ -47,6 +69,13 @@ class SplitName(StrEnum):
     val = "val"
 
 
+def exit_code(exc: MnistRnnError) -> int:
+    """The exit code for a domain error (`EXIT_CODES`, through its bases; 1 if none is named)."""
+    if isinstance(exc, Interrupted):
+        return 128 + exc.signum
+    return next((EXIT_CODES[c] for c in type(exc).__mro__ if c in EXIT_CODES), EXIT_RUNTIME)
+
+
 def fail(exc: BaseException, code: int) -> NoReturn:
     if state["debug"]:
         raise exc
@@ -59,7 +88,7 @@ def run(fn: Any, *args: Any, **kwargs: Any) -> Any:
     try:
         return fn(*args, **kwargs)
     except MnistRnnError as exc:
-        fail(exc, exc.exit_code)
+        fail(exc, exit_code(exc))
     except KeyboardInterrupt:  # a second Ctrl-C, or one outside training
         err_console.print("aborted (Ctrl-C); checkpoints of finished epochs are kept", style="yellow")
         raise typer.Exit(EXIT_SIGINT) from None

@@ -9,13 +9,14 @@ from typing import Annotated, Any
 
 import typer
 
+from mnist_rnn.artefacts import ExportFormat
 from mnist_rnn.cli.app import (
-    EXIT_USAGE,
     CheckpointName,
     CheckpointOpt,
     SplitName,
     app,
     err_console,
+    exit_code,
     out_console,
     run,
     state,
@@ -78,20 +79,13 @@ def eval_command(
 # ----------------------------------------------------------------------------------------- export
 
 
-class FormatName(StrEnum):
-    saved_model = "saved_model"
-    keras = "keras"
-    tflite = "tflite"
-    onnx = "onnx"
-
-
 class QuantizeName(StrEnum):
     dynamic = "dynamic"
 
 
 def _export(
     run_path: Path,
-    fmt: FormatName,
+    fmt: ExportFormat,
     checkpoint: CheckpointName | None,
     out: Path | None,
     quantize: QuantizeName | None,
@@ -121,7 +115,7 @@ def export_command(
     run_dir: Annotated[
         Path, typer.Argument(help="A run directory (or one of its checkpoints/<name> folders).")
     ],
-    fmt: Annotated[FormatName, typer.Option("--format", "-f", help="What to write.")],
+    fmt: Annotated[ExportFormat, typer.Option("--format", "-f", help="What to write.")],
     checkpoint: CheckpointOpt = None,
     out: Annotated[
         Path | None, typer.Option("--out", help="Target folder [default: RUN_DIR/export/FORMAT].")
@@ -201,4 +195,4 @@ def predict_command(
     elif predictions:
         out_console.print(predictions_table(predictions, described))
     if errors:
-        raise typer.Exit(EXIT_USAGE)
+        raise typer.Exit(max(exit_code(error) for error in errors))

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from mnist_rnn.cli.app import app, err_console, run, state
-from mnist_rnn.errors import ConfigError, RunError
+from mnist_rnn.errors import RunError, UsageError
 from mnist_rnn.tf_import import import_tensorflow
 
 
@@ -31,7 +31,7 @@ def _serve(source: Path, host: str, port: int) -> None:
 
         from mnist_rnn.serve import create_app
     except ImportError:
-        raise ConfigError(
+        raise UsageError(
             "serve needs the serve extra; install it with: pip install 'mnist-rnn[serve]'"
         ) from None
     if not source.exists():

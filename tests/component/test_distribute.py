@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from mnist_rnn import export
+from mnist_rnn import artefacts, export
 from mnist_rnn.config_files import load_config
 from mnist_rnn.data import load_dataset
 from mnist_rnn.errors import ConfigError, DeviceError
 from mnist_rnn.evaluate import evaluate_run
-from mnist_rnn.predict import load_predictor
+from mnist_rnn.trained import open_model
 from tests.conftest import REPO, TINY, train_run
 
 # Trains TINY twice in one process with two logical CPUs: once on one device, once mirrored over both,
@@ -29,11 +29,11 @@ import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 from mnist_rnn import runs
-from mnist_rnn import export
+from mnist_rnn import artefacts, export
 from mnist_rnn.config_files import load_config
 from mnist_rnn.data import load_dataset
 from mnist_rnn.evaluate import evaluate_run
-from mnist_rnn.predict import load_predictor
+from mnist_rnn.trained import open_model
 from mnist_rnn.train import run_training
 from rich.console import Console
 out = {}
@@ -83,7 +83,7 @@ def test_mirrored_on_two_cpus_matches_one_device(tmp_path: Path) -> None:
     cfg = load_config(mirrored / "config.yaml")
     x = load_dataset(cfg.data, cfg.seed).test.x[:4]
     np.testing.assert_allclose(
-        load_predictor(mirrored)[0](x), export.load_artefact(Path(manifest["path"]))[1](x), atol=1e-5
+        open_model(mirrored).predictor()(x), artefacts.load_artefact(Path(manifest["path"]))[1](x), atol=1e-5
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -10,13 +11,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mnist_rnn import export, runs
-from mnist_rnn.artefacts import tflite_interpreter
+from mnist_rnn import artefacts, export, runs
+from mnist_rnn.artefacts import ExportFormat, tflite_interpreter
+from mnist_rnn.cli.app import exit_code
 from mnist_rnn.config_files import load_config
 from mnist_rnn.data import load_dataset
-from mnist_rnn.errors import ExportError
-from mnist_rnn.evaluate import predict
+from mnist_rnn.errors import ExportError, UsageError
 from mnist_rnn.model import build_twin
+from mnist_rnn.trained import keras_predict
 
 
 @pytest.mark.parametrize("fmt", ["saved_model", "keras", "tflite", "onnx"])
@@ -25,19 +27,21 @@ def test_each_format_round_trips_within_its_bound(synthetic_run: Path, fmt: str)
         pytest.importorskip("tf2onnx")
     manifest = export.export_run(synthetic_run, fmt)
     folder = synthetic_run / "export" / fmt
-    saved = json.loads((folder / export.MANIFEST).read_text())
+    saved = json.loads((folder / artefacts.MANIFEST).read_text())
     assert saved["parity"]["ok"] and saved["parity"]["images"] == 1000
-    assert saved["parity"]["max_abs_prob_diff"] <= export.MAX_PROB_DIFF[fmt]
+    assert saved["parity"]["max_abs_prob_diff"] <= artefacts.FORMATS[fmt].max_prob_diff
     assert saved["test_accuracy"] == pytest.approx(saved["keras_test_accuracy"], abs=1e-3)
     assert all((folder / name).exists() and size > 0 for name, size in saved["files"].items())
     assert saved["source_checkpoint"].endswith("checkpoints/best")
     assert manifest["path"] == str(folder)
     # and the folder serves through the shared loader that predict uses
-    _, run_artefact = export.load_artefact(folder)
+    _, run_artefact = artefacts.load_artefact(folder)
     cfg = load_config(synthetic_run / "config.yaml")
     x = load_dataset(cfg.data, cfg.seed).test.x[:5]
     model, _ = runs.load_checkpoint(synthetic_run, "best")
-    np.testing.assert_allclose(run_artefact(x), predict(model, x, 5), atol=export.MAX_PROB_DIFF[fmt])
+    np.testing.assert_allclose(
+        run_artefact(x), keras_predict(model, x, 5), atol=artefacts.FORMATS[fmt].max_prob_diff
+    )
 
 
 def test_dynamic_quantized_tflite_keeps_the_class(synthetic_run: Path) -> None:
@@ -94,28 +98,31 @@ def test_saved_model_serves_in_a_fresh_process_that_imports_only_tensorflow(
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     model, _ = runs.load_checkpoint(synthetic_run, "best")
-    np.testing.assert_allclose(np.load(tmp_path / "p.npy"), predict(model, x, 50), atol=1e-5)
+    np.testing.assert_allclose(np.load(tmp_path / "p.npy"), keras_predict(model, x, 50), atol=1e-5)
 
 
 def test_a_broken_bound_exits_1_with_the_figures_and_keeps_the_artefact(
     synthetic_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setitem(export.MAX_PROB_DIFF, "tflite", 0.0)  # TFLite never matches Keras to the last bit
+    strict = dataclasses.replace(artefacts.FORMATS[ExportFormat.tflite], max_prob_diff=0.0)
+    monkeypatch.setitem(
+        artefacts.FORMATS, ExportFormat.tflite, strict
+    )  # TFLite never matches to the last bit
     with pytest.raises(ExportError) as info:
         export.export_run(synthetic_run, "tflite", out=tmp_path / "strict")
-    assert info.value.exit_code == 1 and "parity check failed: max |Δprob|" in str(info.value)
-    assert json.loads((tmp_path / "strict" / export.MANIFEST).read_text())["parity"]["ok"] is False
+    assert exit_code(info.value) == 1 and "parity check failed: max |Δprob|" in str(info.value)
+    assert json.loads((tmp_path / "strict" / artefacts.MANIFEST).read_text())["parity"]["ok"] is False
 
 
 def test_bad_requests_are_exit_2(synthetic_run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    with pytest.raises(ExportError) as info:
+    with pytest.raises(UsageError) as info:
         export.export_run(synthetic_run, "keras", quantize="dynamic")
-    assert info.value.exit_code == 2 and "tflite only" in str(info.value)
-    with pytest.raises(ExportError) as info:
+    assert exit_code(info.value) == 2 and "--format tflite only" in str(info.value)
+    with pytest.raises(UsageError) as info:
         export.export_run(synthetic_run, "pickle")
-    assert info.value.exit_code == 2
+    assert exit_code(info.value) == 2 and "saved_model, keras, tflite, onnx" in str(info.value)
     monkeypatch.setitem(sys.modules, "tf2onnx", None)  # as if the onnx extra were not installed
-    with pytest.raises(ExportError) as info:
+    with pytest.raises(UsageError) as info:
         export.export_run(synthetic_run, "onnx", out=synthetic_run / "export" / "no-onnx")
-    assert info.value.exit_code == 2 and "pip install 'mnist-rnn[onnx]'" in str(info.value)
+    assert exit_code(info.value) == 2 and "pip install 'mnist-rnn[onnx]'" in str(info.value)
     assert not (synthetic_run / "export" / "no-onnx").exists()

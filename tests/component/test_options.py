@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mnist_rnn import export, runs
+from mnist_rnn import artefacts, export, runs
 from mnist_rnn.config import TrainConfig
 from mnist_rnn.config_files import load_config
 from mnist_rnn.data import load_dataset
-from mnist_rnn.evaluate import predict
 from mnist_rnn.loop import CheckpointClock, epoch_batches
+from mnist_rnn.trained import keras_predict
 from tests.component.test_stateful import STATEFUL
 from tests.conftest import TINY, history_without_time, train_run
 
@@ -102,5 +102,7 @@ def test_each_model_option_trains_and_exports_within_the_bounds(tmp_path: Path, 
     for fmt in formats:
         manifest = export.export_run(run, fmt)
         assert manifest["parity"]["ok"], (fmt, manifest["parity"])
-        _, artefact = export.load_artefact(Path(manifest["path"]))
-        np.testing.assert_allclose(artefact(x), predict(model, x, 8), atol=export.MAX_PROB_DIFF[fmt])
+        _, artefact = artefacts.load_artefact(Path(manifest["path"]))
+        np.testing.assert_allclose(
+            artefact(x), keras_predict(model, x, 8), atol=artefacts.FORMATS[fmt].max_prob_diff
+        )

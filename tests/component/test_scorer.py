@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 
 from mnist_rnn.config import Config, Strategy
-from mnist_rnn.evaluate import Scorer, inference_model, predict
+from mnist_rnn.evaluate import Scorer
 from mnist_rnn.execution import plan_scoring
 from mnist_rnn.model import build_model, uses_fused_lstm
+from mnist_rnn.trained import inference_model, keras_predict
 
 
 def _config(**model: object) -> Config:
@@ -35,7 +36,7 @@ def test_scorer_gives_keras_predictions(model: dict, fused: bool, n: int) -> Non
     trained = build_model(cfg.model, (28, 28), fused=fused)
     assert uses_fused_lstm(trained) == fused
     x = _images(n)
-    expected = predict(inference_model(cfg, trained), x, 64)
+    expected = keras_predict(inference_model(cfg, trained), x, 64)
     got = Scorer(cfg, xla=True)(trained, x)
     assert got.shape == (n, 10) and got.dtype == np.float32
     np.testing.assert_allclose(got, expected, atol=1e-5)
@@ -54,7 +55,7 @@ def test_scorer_follows_the_weights_of_each_call() -> None:
     model.set_weights([w + 0.1 for w in model.get_weights()])
     second = scorer(model, x)
     assert np.abs(first - second).max() > 1e-3  # the change reached the scores
-    np.testing.assert_allclose(second, predict(model, x, 64), atol=1e-5)
+    np.testing.assert_allclose(second, keras_predict(model, x, 64), atol=1e-5)
 
 
 def test_scorer_of_a_stateful_model_scores_every_image_statelessly() -> None:
@@ -63,7 +64,7 @@ def test_scorer_of_a_stateful_model_scores_every_image_statelessly() -> None:
     )
     trained = build_model(cfg.model, (28, 28), batch_size=4, stateful=True)
     x = _images(41)
-    expected = predict(inference_model(cfg, trained), x, 32)
+    expected = keras_predict(inference_model(cfg, trained), x, 32)
     np.testing.assert_allclose(Scorer(cfg, xla=True)(trained, x), expected, atol=1e-5)
     np.testing.assert_allclose(Scorer(cfg, xla=False)(trained, x), expected, atol=1e-6)
 

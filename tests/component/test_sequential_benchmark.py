@@ -9,14 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mnist_rnn import export, runs
+from mnist_rnn import artefacts, export, runs
 from mnist_rnn.config_files import load_config
 from mnist_rnn.data import load_dataset
 from mnist_rnn.evaluate import evaluate_run
-from mnist_rnn.evaluate import predict as keras_predict
 from mnist_rnn.layouts import permutation
-from mnist_rnn.predict import load_predictor
-from mnist_rnn.streaming import Streamer
+from mnist_rnn.trained import TrainedRun, keras_predict, open_model
 from tests.conftest import TINY, plain_test_images, train_run
 
 # Real MNIST, so that the pictures fed to predict, streaming and exports below can be the plain IDX pixels
@@ -63,10 +61,10 @@ def test_predict_and_streaming_permute_plain_pixels_as_training_did(
     permuted_run: Path, plain_and_reference: tuple[np.ndarray, np.ndarray, np.ndarray]
 ) -> None:
     plain, _, reference = plain_and_reference
-    predictor, layout, _ = load_predictor(permuted_run)
-    assert layout == "permuted_pixels"
-    np.testing.assert_allclose(predictor(plain), reference, atol=1e-6)
-    streamed = Streamer.from_run(permuted_run, chunk_steps=28).stream(plain[0])
+    run = TrainedRun.open(permuted_run)
+    assert run.layout == "permuted_pixels"
+    np.testing.assert_allclose(run.predictor()(plain), reference, atol=1e-6)
+    streamed = TrainedRun.open(permuted_run).streamer(28).stream(plain[0])
     np.testing.assert_allclose(streamed[-1], reference[0], atol=1e-5)
     # and the order matters: the same model fed the plain pixels unpermuted says something else
     model, _ = runs.load_checkpoint(permuted_run, "best")
@@ -95,8 +93,10 @@ def test_every_export_gathers_the_pixels_itself(
     assert manifest["preprocessing"]["permutation"]["applied_in_graph"] is True
     assert manifest["preprocessing"]["permutation"]["order"] == permutation(5).tolist()
     assert (manifest["requires"] is not None) == (fmt == "keras")
-    _, artefact = export.load_artefact(Path(manifest["path"]))
-    np.testing.assert_allclose(artefact(plain[:20]), reference[:20], atol=export.MAX_PROB_DIFF[fmt])
+    _, artefact = artefacts.load_artefact(Path(manifest["path"]))
+    np.testing.assert_allclose(
+        artefact(plain[:20]), reference[:20], atol=artefacts.FORMATS[fmt].max_prob_diff
+    )
 
 
 JANET_CHUNKED = {
@@ -126,8 +126,8 @@ def test_janet_trains_stateful_by_chunks_and_learns(janet_run: Path) -> None:
 def test_janet_streams_row_by_row_to_the_whole_sequence_prediction(janet_run: Path) -> None:
     cfg = load_config(janet_run / "config.yaml")
     x = load_dataset(cfg.data, cfg.seed).test.x[:3]
-    whole, _, _ = load_predictor(janet_run)
-    streamer = Streamer.from_run(janet_run)
+    whole = open_model(janet_run).predictor()
+    streamer = TrainedRun.open(janet_run).streamer(1)
     for i in range(3):
         np.testing.assert_allclose(streamer.stream(x[i])[-1], whole(x[i : i + 1])[0], atol=1e-5)
 
@@ -138,7 +138,7 @@ def test_janet_exports_to_every_format_within_its_bound(janet_run: Path, fmt: st
         pytest.importorskip("tf2onnx")
     manifest = export.export_run(janet_run, fmt)
     assert manifest["parity"]["ok"], manifest["parity"]
-    assert manifest["parity"]["max_abs_prob_diff"] <= export.MAX_PROB_DIFF[fmt]
+    assert manifest["parity"]["max_abs_prob_diff"] <= artefacts.FORMATS[fmt].max_prob_diff
     if fmt == "tflite":  # builtin ops only, no loop left
         from mnist_rnn.artefacts import tflite_interpreter
 
@@ -162,12 +162,12 @@ def test_permuted_pixels_train_by_chunks_like_pixels(tmp_path: Path) -> None:
     plain = plain_test_images(2)
     # the stateless twin that scored the run and a predictor fed plain pixels agree
     np.testing.assert_allclose(
-        load_predictor(result.run_dir)[0](plain), _scored(result.run_dir, test.x[:2]), atol=1e-6
+        open_model(result.run_dir).predictor()(plain), _scored(result.run_dir, test.x[:2]), atol=1e-6
     )
 
 
 def _scored(run_dir: Path, x: np.ndarray) -> np.ndarray:
-    from mnist_rnn.evaluate import inference_model
+    from mnist_rnn.trained import inference_model
 
     cfg = load_config(run_dir / "config.yaml")
     model, _ = runs.load_checkpoint(run_dir, "best")

@@ -76,12 +76,14 @@ def test_steps_give_the_probabilities_after_each_row_ending_on_the_answer(
 def test_a_json_array_is_used_as_mnist_like_input(client: TestClient, smoke_run: Path) -> None:
     from mnist_rnn.data import load_embedded
     from mnist_rnn.layouts import make_sequences
-    from mnist_rnn.predict import load_predictor
+    from mnist_rnn.trained import open_model
 
     digit = load_embedded()["test_images"][0]
     body = client.post("/predict", json={"image": digit.tolist()}).json()
-    predictor, layout, _ = load_predictor(smoke_run)
-    np.testing.assert_array_equal(body["probabilities"], predictor(make_sequences(digit[None], layout))[0])
+    model = open_model(smoke_run)
+    np.testing.assert_array_equal(
+        body["probabilities"], model.predictor()(make_sequences(digit[None], model.layout))[0]
+    )
     assert np.array_equal(body["image"], digit)  # not normalised: it is MNIST already
 
 
@@ -175,4 +177,4 @@ def test_predict_names_the_oversized_file_and_classifies_the_rest(smoke_run: Pat
 
     predictions, errors, _ = predict_files(smoke_run, [_bomb(tmp_path), _png(tmp_path)])
     assert [p.file for p in predictions] == [str(tmp_path / "three.png")]
-    assert len(errors) == 1 and errors[0].startswith(f"{tmp_path / 'bomb.png'}: 10001x10001 pixels")
+    assert len(errors) == 1 and str(errors[0]).startswith(f"{tmp_path / 'bomb.png'}: 10001x10001 pixels")

@@ -14,10 +14,10 @@ from mnist_rnn.config import ModelConfig
 from mnist_rnn.config_files import load_config
 from mnist_rnn.data import load_dataset
 from mnist_rnn.errors import Interrupted
-from mnist_rnn.evaluate import evaluate_run, predict
+from mnist_rnn.evaluate import evaluate_run
 from mnist_rnn.loop import StopRequest
 from mnist_rnn.model import build_model, build_twin, recurrent_states, reset_states
-from mnist_rnn.streaming import Streamer
+from mnist_rnn.trained import TrainedRun, keras_predict
 from tests.conftest import train_run, trained_weights
 
 B, T, F = 4, 7, 3
@@ -113,9 +113,9 @@ def test_eval_of_a_stateful_run_scores_all_10000_test_images_in_any_order(tmp_pa
     twin = build_twin(cfg.model, model.get_weights(), (28, 28))
     test = load_dataset(cfg.data, cfg.seed).test
     order = np.random.default_rng(1).permutation(len(test))
-    forward = predict(twin, test.x, 1000)
+    forward = keras_predict(twin, test.x, 1000)
     shuffled = np.empty_like(forward)
-    shuffled[order] = predict(twin, test.x[order], 1000)
+    shuffled[order] = keras_predict(twin, test.x[order], 1000)
     np.testing.assert_allclose(shuffled, forward, atol=1e-6)
     assert report["accuracy"] == float((forward.argmax(1) == test.y).mean())
 
@@ -125,13 +125,13 @@ def test_streaming_rows_one_at_a_time_ends_on_the_whole_sequence_prediction(tmp_
     cfg = load_config(run / "config.yaml")
     test = load_dataset(cfg.data, cfg.seed).test
     model, _ = runs.load_checkpoint(run, "best")
-    expected = predict(build_twin(cfg.model, model.get_weights(), (28, 28)), test.x[:3], 3)
-    streamer = Streamer.from_run(run)
+    expected = keras_predict(build_twin(cfg.model, model.get_weights(), (28, 28)), test.x[:3], 3)
+    streamer = TrainedRun.open(run).streamer(1)
     for i in range(3):
         steps = streamer.stream(test.x[i])  # resets first
         assert steps.shape == (28, 10)
         np.testing.assert_allclose(steps[-1], expected[i], atol=1e-5)
-    by_chunks = Streamer.from_run(run, chunk_steps=7).stream(test.x[0])
+    by_chunks = TrainedRun.open(run).streamer(7).stream(test.x[0])
     np.testing.assert_allclose(by_chunks[-1], expected[0], atol=1e-5)
 
 

@@ -205,8 +205,8 @@ def test_predict_classifies_images_like_the_model_and_reports_bad_files(
     smoke_run: Path, tmp_path: Path
 ) -> None:
     from mnist_rnn import runs
-    from mnist_rnn.evaluate import predict
     from mnist_rnn.layouts import make_sequences
+    from mnist_rnn.trained import keras_predict
 
     files, images = _digit_files(tmp_path)
     junk = tmp_path / "notes.txt"
@@ -219,11 +219,11 @@ def test_predict_classifies_images_like_the_model_and_reports_bad_files(
     report = json.loads(result.stdout)  # ... and the others were still classified
     assert [p["file"] for p in report["predictions"]] == [str(files[0]), f"{files[2]}[0]", f"{files[2]}[1]"]
     model, _ = runs.load_checkpoint(smoke_run, "best")
-    expected = predict(model, make_sequences(images[[0, 2, 3]], "rows"), 3)
+    expected = keras_predict(model, make_sequences(images[[0, 2, 3]], "rows"), 3)
     assert [p["class"] for p in report["predictions"]] == expected.argmax(1).tolist()
     np.testing.assert_allclose([p["confidence"] for p in report["predictions"]], expected.max(1), rtol=1e-5)
 
-    plain = predict(model, make_sequences(images[[1]], "rows"), 1).argmax()
+    plain = keras_predict(model, make_sequences(images[[1]], "rows"), 1).argmax()
     for flags in (["--invert"], []):  # told, or read from the light border: the same digit either way
         inverted = runner.invoke(
             app, ["predict", str(smoke_run), str(files[1]), "--json", "--no-normalize", *flags]

@@ -125,10 +125,10 @@ def test_fused_lstm_run_resumes_bit_for_bit_and_scores_and_exports(tmp_path: Pat
     uninterrupted one; eval loads its checkpoint; the export holds stock Keras layers with its weights."""
     import keras
 
+    from mnist_rnn.artefacts import load_artefact
     from mnist_rnn.config_files import load_config
     from mnist_rnn.data import load_dataset
     from mnist_rnn.evaluate import evaluate_run
-    from mnist_rnn.export import load_artefact
 
     # Two shards whatever this machine's cores: the sharded step (the default on 2 cores) resumes exactly.
     cfg = {

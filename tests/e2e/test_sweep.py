@@ -92,7 +92,9 @@ def test_a_stopped_sweep_says_how_to_continue_the_whole_sweep(
     from mnist_rnn.errors import Interrupted
 
     def stopped(*args: object, **kwargs: object) -> None:
-        raise Interrupted("stopped by SIGINT during epoch 1; resume with: mnist-rnn train --resume X", 130)
+        raise Interrupted(
+            "stopped by SIGINT during epoch 1; resume with: mnist-rnn train --resume X", signal.SIGINT
+        )
 
     monkeypatch.setattr(sweep, "run_training", stopped)  # a Ctrl-C inside the first trial
     config = tmp_path / "c.yaml"

@@ -18,12 +18,12 @@ LEVELS = {
     "cli": 5,
     "train": 4, "session": 4, "serve": 4, "sweep": 4,
     "predict": 3, "export": 3, "streaming": 3, "evaluate": 3, "state": 3, "tensorboard_log": 3,
-    "catalog": 3, "cluster": 3, "tables": 3,
+    "catalog": 3, "cluster": 3, "tables": 3, "trained": 3,
     "runs": 2, "loop": 2, "images": 2, "plots": 2, "artefacts": 2, "plan": 2,
     "config_files": 1, "execution": 1, "model": 1, "fused_lstm": 1, "sharded_step": 1, "layers": 1,
     "distribute": 1,
     "config": 0, "data": 0, "layouts": 0, "errors": 0, "tf_import": 0, "memory": 0, "measure": 0,
-    "mnist": 0,
+    "mnist": 0, "runlock": 0,
 }  # fmt: skip
 
 
@@ -159,3 +159,26 @@ def test_tests_and_scripts_use_only_public_names(folder: str) -> None:
             ):
                 private.append(f"{path.name}: {node.value.id}.{node.attr}")
     assert not private
+
+
+# Who reads what of a run: a trained run through `trained.TrainedRun` alone; the training session resumes
+# (state.py) and scores its best checkpoint (train.py); a run's status through `runs.run_status` alone.
+CALLERS = {
+    "load_checkpoint": {"trained", "state", "train"},
+    "find_checkpoint": {"trained", "runs"},
+    "read_run_config": {"trained", "catalog", "session", "train"},
+    "load_artefact": {"trained"},
+    "lock_holder": {"runs"},
+}
+
+
+def test_runs_are_read_in_one_place() -> None:
+    calls: dict[str, set[str]] = {name: set() for name in CALLERS}
+    for path in _modules():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call):
+                func = node.func
+                name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
+                if name in calls:
+                    calls[name].add(_top(path))
+    assert calls == CALLERS

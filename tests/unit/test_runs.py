@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from mnist_rnn import runs
+from mnist_rnn import runlock, runs
 from mnist_rnn.errors import RunError
 
 NOW = datetime(2026, 1, 2, 3, 4, 5)
@@ -117,17 +117,17 @@ def test_run_lock_refuses_a_live_writer_and_takes_over_a_dead_ones(tmp_path: Pat
 
     live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
-        (tmp_path / runs.LOCK).write_text(str(live.pid))
+        (tmp_path / runlock.LOCK).write_text(str(live.pid))
         refused = pytest.raises(RunError, match=f"another process \\(pid {live.pid}\\) is writing this run")
-        with refused, runs.run_lock(tmp_path):
+        with refused, runlock.run_lock(tmp_path):
             pass
     finally:
         live.kill()
         live.wait()
-    (tmp_path / runs.LOCK).write_text(str(live.pid))  # now a dead writer's lock
-    with runs.run_lock(tmp_path):
-        assert (tmp_path / runs.LOCK).read_text() == str(os.getpid())
-    assert not (tmp_path / runs.LOCK).exists()
+    (tmp_path / runlock.LOCK).write_text(str(live.pid))  # now a dead writer's lock
+    with runlock.run_lock(tmp_path):
+        assert (tmp_path / runlock.LOCK).read_text() == str(os.getpid())
+    assert not (tmp_path / runlock.LOCK).exists()
 
 
 WRITER = r"""
@@ -185,3 +185,21 @@ def test_command_facts_read_back_what_write_command_wrote(tmp_path: Path) -> Non
     runs.append_command(tmp_path, ["mnist-rnn", "train", "--resume", "x"], "2026-11-26T03:00:00")
     assert runs.read_command_facts(tmp_path) == facts  # neither the command nor a resume line
     assert runs.read_command_facts(tmp_path / "none") == {}
+
+
+def test_run_status_is_told_from_the_files_alone(tmp_path: Path) -> None:
+    run = runs.create_run_dir(tmp_path / "run")
+    assert runs.run_status(run) is runs.RunStatus.unsaved  # nothing checkpointed: nothing to resume
+    (runs.checkpoint_dir(run, "last.prev")).mkdir()
+    (runs.checkpoint_dir(run, "last.prev") / runs.MODEL_FILE).write_bytes(b"")
+    assert runs.run_status(run) is runs.RunStatus.interrupted  # a crash between the renames still resumes
+    runs.write_status(run, "failed", message="nan")
+    assert runs.run_status(run) is runs.RunStatus.failed
+    runs.write_metrics(run, {"test_accuracy": 0.5})
+    assert runs.run_status(run) is runs.RunStatus.finished
+    (run / runlock.LOCK).write_text(str(os.getpid()))  # a live writer
+    assert runs.run_status(run) is runs.RunStatus.running
+    (run / runlock.LOCK).unlink()
+    (run / runs.METRICS).write_text("{damaged")
+    with pytest.raises(RunError, match="damaged"):
+        runs.run_status(run)
