@@ -60,6 +60,7 @@ def test_bench_runs_and_writes_comparable_json(tmp_path: Path, capsys: pytest.Ca
     assert executions == ["fused LSTM kernel, XLA on", "Keras recurrent layers, XLA on"]
 
 
+@pytest.mark.slow  # the whole benchmark script, about 25 s; the results-table script stays in the suite
 def test_bench_without_torch_says_so_and_still_runs(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

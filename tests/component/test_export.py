@@ -44,6 +44,7 @@ def test_each_format_round_trips_within_its_bound(synthetic_run: Path, fmt: str)
     )
 
 
+@pytest.mark.slow  # 15 s; the plain TFLite round trip and the broken-bound check stay in the default suite
 def test_dynamic_quantized_tflite_keeps_the_class(synthetic_run: Path) -> None:
     manifest = export.export_run(synthetic_run, "tflite", quantize="dynamic")
     assert manifest["parity"]["same_class_fraction"] >= export.QUANTIZED_AGREEMENT

@@ -182,7 +182,15 @@ def test_validation_zero_trains_on_everything_and_tracks_training_accuracy(
 
 
 @pytest.mark.parametrize(
-    ("dropout", "per_call"), [(0.0, 1), (0.3, 1), (0.0, 4)], ids=["plain", "dropout", "4-steps-per-call"]
+    ("dropout", "per_call"),
+    [
+        (0.0, 1),
+        # The same stop and resume with dropout's seeds and with callbacks every 4th batch: -m slow (the
+        # default suite's time; the plain case and tests/e2e/test_resume.py cover the mechanism).
+        pytest.param(0.3, 1, marks=pytest.mark.slow),
+        pytest.param(0.0, 4, marks=pytest.mark.slow),
+    ],
+    ids=["plain", "dropout", "4-steps-per-call"],
 )
 def test_sigterm_mid_epoch_saves_that_step_and_resume_is_exact(
     tiny_config: Path, tmp_path: Path, dropout: float, per_call: int

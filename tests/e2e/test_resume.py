@@ -120,6 +120,7 @@ def test_resume_refuses_a_changed_config_and_a_finished_run(config: Path, refere
     assert code == 2 and "already finished 8 of 8 epochs" in err
 
 
+@pytest.mark.slow  # about 80 s of CLI processes; SIGTERM and SIGKILL resumes stay in the default suite
 def test_fused_lstm_run_resumes_bit_for_bit_and_scores_and_exports(tmp_path: Path) -> None:
     """The fused LSTM under XLA (the default CPU path of long runs): a SIGTERM'd, resumed run equals an
     uninterrupted one; eval loads its checkpoint; the export holds stock Keras layers with its weights."""
