@@ -105,7 +105,7 @@ def evaluate_run(
 ) -> dict[str, Any]:
     """Score a run's checkpoint on its test or validation split; write eval.json, confusion_matrix.png and
     errors.png, and with `explain` > 0 explain.png: that many digits read step by step (streaming)."""
-    run = TrainedRun(run_dir, checkpoint)  # a missing checkpoint fails here, before any data is loaded
+    run = TrainedRun(run_dir, checkpoint)
     cfg = run.cfg
     if split not in ("test", "val"):
         raise UsageError(f"unknown split {split!r}; use test or val")
@@ -113,6 +113,7 @@ def evaluate_run(
         raise UsageError(
             f"{run_dir}: this run held out no validation images (data.validation: 0); use --split test"
         )
+    path = run.path  # a missing checkpoint fails here, before any data is loaded
     dataset = load_dataset(cfg.data, cfg.seed)
     streamer = run.streamer() if explain > 0 else None  # a model that cannot stream fails before scoring
     target = dataset.test if split == "test" else dataset.val
@@ -121,7 +122,7 @@ def evaluate_run(
     probs = Scorer(cfg, plan_scoring(cfg, select_device(Device.auto)))(run.model, target.x)
     report = {
         "checkpoint": checkpoint,
-        "checkpoint_path": str(run.path),
+        "checkpoint_path": str(path),
         "checkpoint_epoch": run.state.get("epoch"),
         "split": split,
         "data": dataset.description,

@@ -68,7 +68,7 @@ def export_run(
         quantizable = ", ".join(f"--format {f}" for f, known in FORMATS.items() if known.quantizable)
         raise UsageError(f"--quantize dynamic applies to {quantizable} only")
     run = TrainedRun(run_dir, checkpoint, warn=log)
-    cfg = run.cfg
+    cfg, source = run.cfg, run.path  # a missing checkpoint fails before any data is loaded
     target = out or run_dir / "export" / (f"{fmt}-dynamic" if quantize else fmt)
     if target.exists() and not target.is_dir():
         raise UsageError(f"{target}: exists and is not a directory; pass another --out")
@@ -83,7 +83,7 @@ def export_run(
         manifest = {
             "format": fmt,
             "quantize": quantize,
-            "source_checkpoint": str(run.path),
+            "source_checkpoint": str(source),
             "source_epoch": run.state.get("epoch"),
             **_contract(fmt, test.x.shape[1:], cfg),
             "parity": _parity(got, reference, form.max_prob_diff, quantize),

@@ -59,7 +59,6 @@ class TrainedRun:
     def __init__(self, run_dir: Path, checkpoint: str, warn: Callable[[str], Any] | None = None) -> None:
         self.run_dir, self.checkpoint, self._warn = run_dir, checkpoint, warn
         self.cfg: Config = runs.read_run_config(run_dir)
-        self.path = runs.find_checkpoint(run_dir, checkpoint)  # a missing one fails before any loading
 
     @classmethod
     def open(
@@ -69,6 +68,11 @@ class TrainedRun:
         the folder's, else best). `warn` hears of a damaged checkpoint replaced by its previous copy."""
         run_dir, chosen = runs.resolve_run_dir(path, checkpoint)
         return cls(run_dir, chosen, warn)
+
+    @cached_property
+    def path(self) -> Path:
+        """The checkpoint folder (RunError if there is none): ask before loading data to fail early."""
+        return runs.find_checkpoint(self.run_dir, self.checkpoint)
 
     @property
     def status(self) -> runs.RunStatus:

@@ -6,6 +6,9 @@ slice, ...; each sharded slice over the geometric mean of its neighbours. A seco
 A/A. Writes JSON with the machine; docs/bench/*-shards-ab.json holds a run of it.
 
     python scripts/shards_ab.py --rounds 12 --out docs/bench/DATE-CPU-shards-ab.json
+    python scripts/shards_ab.py --against 2 --shards 4     # two shard counts against each other
+
+The keys keep their names whatever is compared: `sharded_over_one` is `--shards` over `--against`.
 """
 
 from __future__ import annotations
@@ -50,13 +53,17 @@ def _trainer(case: str, shards: int | None) -> tuple[Any, str]:
     return model, execution.describe()
 
 
-def measure(case: str, rounds: int) -> dict[str, Any]:
+def measure(case: str, rounds: int, shards: int | None = None, against: int = 1) -> dict[str, Any]:
     _, _, layout, batches = CASES[case]
     arrays = load_embedded()
     n = 2 * batches * BATCH
     x = (arrays["train_images"][:n].astype(np.float32) / 255).reshape(-1, *LAYOUT_SHAPES[layout])
     y = arrays["train_labels"][:n].astype(np.int32)
-    variants = {"one": _trainer(case, 1), "sharded": _trainer(case, None), "one_aa": _trainer(case, 1)}
+    variants = {
+        "one": _trainer(case, against),
+        "sharded": _trainer(case, shards),
+        "one_aa": _trainer(case, against),
+    }
     half = n // 2
     for model, _ in variants.values():
         fit_epoch(model, x[:half], y[:half], BATCH, "/CPU:0")  # compile both shapes' worth: warm-up
@@ -80,6 +87,8 @@ def measure(case: str, rounds: int) -> dict[str, Any]:
             before = after
     return {
         "case": case,
+        "shards": shards,
+        "against": against,
         "paths": {name: describe for name, (_, describe) in variants.items()},
         "sharded_over_one": summarise(pairs["sharded"]),
         "aa_over_one": summarise(pairs["one_aa"]),
@@ -91,12 +100,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=12)
     parser.add_argument("--cases", nargs="*", default=list(CASES))
     parser.add_argument("--out", type=Path, default=Path("shards-ab.json"))
+    parser.add_argument("--shards", type=int, default=None, help="the variant's shards [default: auto]")
+    parser.add_argument("--against", type=int, default=1, help="the baseline's shards [default: 1]")
     args = parser.parse_args()
     import tensorflow as tf
 
     results = []
     for case in args.cases:
-        results.append(measure(case, args.rounds))
+        results.append(measure(case, args.rounds, args.shards, args.against))
         print(json.dumps(results[-1]), flush=True)
     machine = {"cpu": cpu_description(), "cpus": os.cpu_count(), "tensorflow": tf.__version__}
     args.out.write_text(json.dumps({"machine": machine, "rounds": args.rounds, "results": results}, indent=1))
