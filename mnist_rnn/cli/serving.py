@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import errno
+import signal
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -12,6 +15,8 @@ import typer
 from mnist_rnn.cli.app import app, err_console, run, state
 from mnist_rnn.errors import RunError, UsageError
 from mnist_rnn.tf_import import import_tensorflow
+
+GRACE_SECONDS = 30
 
 
 def _check_port(host: str, port: int) -> None:
@@ -45,7 +50,26 @@ def _serve(source: Path, host: str, port: int) -> None:
         highlight=False,
         markup=False,
     )
-    uvicorn.run(server, host=host, port=port, log_level="warning")
+    # SIGTERM or Ctrl-C: stop accepting, answer every request already accepted (for at most GRACE_SECONDS:
+    # a stuck client cannot hold the shutdown), then exit 0.
+    with _stop_quietly():
+        uvicorn.run(
+            server, host=host, port=port, log_level="warning", timeout_graceful_shutdown=GRACE_SECONDS
+        )
+    err_console.print("stopped", highlight=False, markup=False)
+
+
+@contextmanager
+def _stop_quietly() -> Iterator[None]:
+    """uvicorn (0.29 and later) raises the signal that stopped it again once it has shut down, with the
+    handlers it found: the process would then die by SIGTERM (or a KeyboardInterrupt, exit 130) after a
+    clean stop. With these no-op handlers in place the signal ends uvicorn's shutdown and nothing more."""
+    previous = {sig: signal.signal(sig, lambda *_: None) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 @app.command(
@@ -69,6 +93,7 @@ def serve_command(
     POST /predict takes a PNG/JPEG upload (multipart field `file`) or JSON {"image": 28x28 values 0..255}
     and answers with the class, its confidence and the ten probabilities, through the same preprocessing
     and model as `mnist-rnn predict`; `?steps=true` adds the probabilities after each 28th of the
-    sequence (each image row, for layout rows).
+    sequence (each image row, for layout rows). SIGTERM or Ctrl-C stops it after answering the requests it
+    has accepted (at most 30 s), exit 0.
     """
     run(_serve, source, host, port)

@@ -161,3 +161,43 @@ def test_drawing_a_digit_shows_the_prediction_and_the_row_chart(
         x, y, w, h = (round(box[k]) for k in ("x", "y", "width", "height"))
         region = shot[y : y + h, x : x + w]
         assert region.size and 0.02 < (np.abs(region - np.median(region)) > 64).mean() < 0.6, name
+
+
+def test_sigterm_under_load_answers_every_accepted_request_and_exits_0(
+    smoke_run: Path, tmp_path: Path
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    port = _free_port()
+    process = start_cli("serve", str(smoke_run), "--port", str(port), cwd=tmp_path)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while not _up(url):
+            assert process.poll() is None and time.monotonic() < deadline, "serve did not start"
+            time.sleep(0.5)
+        body = (DIGITS / sorted(os.listdir(DIGITS))[0]).read_bytes()
+
+        def post(_: int) -> int:  # per-row probabilities: the slow request, so a queue builds up
+            files = {"file": ("digit.png", body, "image/png")}
+            return httpx.post(f"{url}/predict?steps=true", files=files, timeout=60).status_code
+
+        with ThreadPoolExecutor(24) as pool:
+            answers = [pool.submit(post, i) for i in range(24)]
+            time.sleep(0.5)  # every request sent and accepted, most still queued behind the model's lock
+            process.send_signal(signal.SIGTERM)
+            codes = [a.result() for a in answers]
+        assert codes == [200] * 24
+        assert process.wait(timeout=40) == 0
+        with pytest.raises(httpx.TransportError):  # and it no longer listens
+            httpx.get(f"{url}/healthz", timeout=2)
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+
+def _up(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/healthz", timeout=2).status_code == 200
+    except httpx.TransportError:
+        return False
