@@ -320,6 +320,7 @@ class RunStatus(StrEnum):
 
     running = "running"  # its lock is held by a live process
     finished = "finished"  # metrics.json is written (the final test ran)
+    pruned = "pruned"  # a sweep stopped it early for poor validation accuracy (status.json says so)
     failed = "failed"  # status.json says so (the error is in it)
     interrupted = "interrupted"  # it has a checkpoint to resume from (a signal, or a kill -9)
     unsaved = "unsaved"  # stopped before its first checkpoint: nothing to resume, nothing to keep
@@ -329,6 +330,8 @@ def run_status(run_dir: Path) -> RunStatus:
     """The one reading of a run's status, for `runs list`, the sweep and `TrainedRun`."""
     if lock_holder(run_dir) is not None:
         return RunStatus.running
+    if read_status(run_dir).get("status") == RunStatus.pruned:
+        return RunStatus.pruned
     if (run_dir / METRICS).is_file():
         read_json(run_dir / METRICS)  # a damaged file is an error, not a finished run
         return RunStatus.finished

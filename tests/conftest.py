@@ -192,3 +192,44 @@ def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert result.exit_code == 0, result.output + result.stderr
     assert result.stdout.strip().splitlines()[-1] == str(run)
     return run
+
+
+def _postgres_bindir() -> Path | None:
+    """Where Debian's (or any) PostgreSQL server programs are: initdb on PATH, else the newest version's."""
+    found = shutil.which("initdb")
+    if found:
+        return Path(found).resolve().parent
+    versions = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parts[-3]))
+    return versions[-1].parent if versions else None
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Any:
+    """A real PostgreSQL server of its own (initdb in a temporary folder, a Unix socket, no TCP port), with
+    an empty database `sweeps`; the SQLAlchemy URL to reach it. Skipped, saying why, without a server."""
+    import tempfile
+
+    bindir = _postgres_bindir()
+    if bindir is None:
+        pytest.skip("no PostgreSQL server here (initdb); .ci/run installs Debian's postgresql")
+    pytest.importorskip(
+        "psycopg2", reason="the postgres extra is not installed (pip install -e '.[postgres]')"
+    )
+    root = Path(tempfile.mkdtemp(prefix="mnist-rnn-pg-"))
+    as_user: list[str] = []
+    if os.geteuid() == 0:  # PostgreSQL refuses to run as root: run it as Debian's postgres user
+        as_user = ["runuser", "-u", "postgres", "--"]
+        os.chmod(root, 0o755)
+        shutil.chown(root, "postgres")
+    data, sock = root / "data", root
+    run = lambda *cmd: subprocess.run([*as_user, *map(str, cmd)], check=True, capture_output=True)  # noqa: E731
+    run(bindir / "initdb", "-D", data, "--auth=trust", "-U", "postgres", "--no-sync", "-E", "UTF8")
+    options = f"-k {sock} -c listen_addresses='' -c fsync=off"
+    run(bindir / "pg_ctl", "-D", data, "-o", options, "-l", root / "server.log", "-w", "start")
+    try:
+        run(bindir / "createdb", "-h", sock, "-U", "postgres", "sweeps")
+        yield f"postgresql+psycopg2://postgres@/sweeps?host={sock}"
+    finally:
+        subprocess.run([*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+                       capture_output=True)  # fmt: skip
+        shutil.rmtree(root, ignore_errors=True)

@@ -126,8 +126,21 @@ def test_run_lock_refuses_a_live_writer_and_takes_over_a_dead_ones(tmp_path: Pat
         live.wait()
     (tmp_path / runlock.LOCK).write_text(str(live.pid))  # now a dead writer's lock
     with runlock.run_lock(tmp_path):
-        assert (tmp_path / runlock.LOCK).read_text() == str(os.getpid())
+        assert (tmp_path / runlock.LOCK).read_text() == f"{os.getpid()} {runlock.HOST}"
     assert not (tmp_path / runlock.LOCK).exists()
+
+
+def test_a_lock_held_on_another_host_is_never_taken_over(tmp_path: Path) -> None:
+    # A sweep's folder on a shared filesystem: a PID of another machine says nothing about this one's.
+    dead_here = 2**22 + 12345  # above any pid_max: no such process on this host
+    (tmp_path / runlock.LOCK).write_text(f"{dead_here} other-machine")
+    assert runlock.lock_holder(tmp_path) == dead_here
+    assert runs.run_status(tmp_path) is runs.RunStatus.running
+    refused = pytest.raises(RunError, match=f"process {dead_here} on host other-machine is writing this run")
+    with refused, runlock.run_lock(tmp_path):
+        pass
+    (tmp_path / runlock.LOCK).write_text(f"{dead_here} {runlock.HOST}")  # the same PID, dead, on this host
+    assert runlock.lock_holder(tmp_path) is None
 
 
 WRITER = r"""
@@ -197,6 +210,9 @@ def test_run_status_is_told_from_the_files_alone(tmp_path: Path) -> None:
     assert runs.run_status(run) is runs.RunStatus.failed
     runs.write_metrics(run, {"test_accuracy": 0.5})
     assert runs.run_status(run) is runs.RunStatus.finished
+    runs.write_status(run, runs.RunStatus.pruned, message="pruned after epoch 1")
+    assert runs.run_status(run) is runs.RunStatus.pruned  # a sweep stopped it: finished, but not to its end
+    runs.write_status(run, "finished")
     (run / runlock.LOCK).write_text(str(os.getpid()))  # a live writer
     assert runs.run_status(run) is runs.RunStatus.running
     (run / runlock.LOCK).unlink()
