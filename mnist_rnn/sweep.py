@@ -122,7 +122,13 @@ def start_sweep(plan: Plan, name: str | None, storage: str | None, workers: int,
         f"sweep {sweep_dir.name}: {plan.trials} trial points, study in {shown_url(url)}", highlight=False
     )
     if workers == 0:
-        console.print(f"created; work on it with: mnist-rnn sweep --join {sweep_dir}", highlight=False)
+        console.print(f"created; work on it here with: mnist-rnn sweep --join {sweep_dir}", highlight=False)
+        if server is not None:
+            console.print(
+                f"and on other machines with: mnist-rnn sweep --join {sweep_dir.name} --storage "
+                f"{shown_url(url)} (the password from ~/.pgpass or {STORAGE_ENV})",
+                highlight=False,
+            )
         return sweep_dir
     return work(sweep_dir, url, plan, workers, console, plan.seed)
 
@@ -158,12 +164,7 @@ def join_sweep(target: str, storage: str | None, workers: int, console: Console)
 
 
 def _write_folder(sweep_dir: Path, plan: Plan, url: str) -> None:
-    from sqlalchemy.engine import URL, make_url
-
-    u = make_url(url)  # URL.set(password=None) would keep the password: rebuild the URL without it
-    without = URL.create(u.drivername, u.username, None, u.host, u.port, u.database, u.query)
-    stored = without.render_as_string(hide_password=False)
-    record = {"study": sweep_dir.name, "storage": stored, "version": plan.version}
+    record = {"study": sweep_dir.name, "storage": shown_url(url), "version": plan.version}
     runs.atomic_write_text(sweep_dir / SWEEP_FILE, yaml.safe_dump(record, sort_keys=False))
     runs.atomic_write_text(sweep_dir / BASE_FILE, plan.config)
 
@@ -214,6 +215,9 @@ def _run_processes(sweep_dir: Path, url: str, workers: int, console: Console) ->
     except KeyboardInterrupt:  # the terminal's Ctrl-C reached the workers too: they save and queue
         codes = [p.wait() for p in procs]
         raise Interrupted(f"stopped by SIGINT; {resume}", signal.SIGINT) from None
+    stopped = [code - 128 for code in codes if code > 128]  # 130, 143: a worker stopped by a signal
+    if stopped:  # (the CLI's SIGINT handling may have kept the KeyboardInterrupt from this process)
+        raise Interrupted(f"stopped by {signal.Signals(stopped[0]).name}; {resume}", stopped[0])
     if any(codes):
         raise RunError(f"sweep workers exited with codes {codes} (their errors are above); {resume}")
 

@@ -59,9 +59,8 @@ def _row(
     trial: optuna.trial.FrozenTrial, summaries: dict[str, RunSummary], keys: list[str]
 ) -> dict[str, Any]:
     run = trial.user_attrs.get("run", "")
-    found: dict[str, Any] = (
-        asdict(summaries[run]) if run in summaries else {"status": trial.state.name.lower()}
-    )
+    elsewhere = {"status": f"on {trial.user_attrs.get('host', 'another machine')}"}  # its folder is not here
+    found: dict[str, Any] = asdict(summaries[run]) if run in summaries else elsewhere
     if run not in summaries and trial.value is not None:
         found["best_val"] = trial.value
     values = {k: as_yaml(v) if not isinstance(v, str) else v for k, v in trial.params.items()}

@@ -100,11 +100,14 @@ def sqlite_file(url: str) -> Path:
 
 
 def shown_url(url: str) -> str:
-    """The URL without its password, for messages and files."""
-    from sqlalchemy.engine import make_url
+    """The URL without its password (the only form written to files and messages; libpq then reads the
+    password from ~/.pgpass)."""
+    from sqlalchemy.engine import URL, make_url
 
     try:
-        return make_url(url).render_as_string(hide_password=True)
+        u = make_url(url)  # URL.set(password=None) would keep the password: rebuild the URL without it
+        without = URL.create(u.drivername, u.username, None, u.host, u.port, u.database, u.query)
+        return without.render_as_string(hide_password=False)
     except Exception:  # not a URL at all: still say nothing more than its scheme
         return url.split("://")[0] + "://..." if "://" in url else "(not a database URL)"
 

@@ -13,6 +13,7 @@ import os
 import shutil
 import signal
 import sys
+import time
 from pathlib import Path
 
 import optuna
@@ -24,7 +25,7 @@ from rich.console import Console
 from mnist_rnn import runlock, runs
 from mnist_rnn.catalog import list_runs
 from mnist_rnn.config import Config
-from mnist_rnn.errors import Interrupted, TrainingError
+from mnist_rnn.errors import Interrupted, RunError, TrainingError
 from mnist_rnn.session import EpochEnd
 from mnist_rnn.sweep_space import grid_space, label
 from mnist_rnn.sweep_study import (
@@ -41,6 +42,7 @@ from mnist_rnn.train import run_training
 RECYCLE_MIB = 1024  # a worker grown by this much since its first trial continues in a fresh process
 RECYCLE_ENV = "MNIST_RNN_SWEEP_RECYCLE_MIB"  # another bound (the tests set a tiny one)
 GENERATION_ENV = "MNIST_RNN_SWEEP_GENERATION"  # how many times this worker has started afresh
+POLL_SECONDS = 2.0  # how often a worker with nothing left to draw looks at the trials still running
 
 
 class Worker:
@@ -74,7 +76,7 @@ class Worker:
 
             self.current = None
             try:
-                self.study.optimize(self._objective, n_trials=1, catch=(TrainingError,))
+                self.study.optimize(self._objective, n_trials=1, catch=(TrainingError, RunError))
             except (Interrupted, KeyboardInterrupt) as exc:
                 if self.current is not None:  # Optuna marked it failed; queue it to resume
                     retry_callback()(self.study, self.storage.get_trial(self.current._trial_id))
@@ -103,10 +105,29 @@ class Worker:
         os.execv(sys.executable, [sys.executable, "-m", "mnist_rnn", "sweep", "--join", str(self.sweep_dir)])
 
     def _work_left(self) -> bool:
-
-        trials = self.study.get_trials(deepcopy=False)
-        waiting = any(t.state is TrialState.WAITING for t in trials)
-        return waiting or len(drawn_points(trials)) < self.plan.trials
+        """True while a point is undrawn or queued; with every point drawn, wait for the trials still
+        running elsewhere: one whose process dies is queued again (and run here), so no point is lost."""
+        said = False
+        while True:
+            trials = self.study.get_trials(deepcopy=False)
+            if (
+                any(t.state is TrialState.WAITING for t in trials)
+                or len(drawn_points(trials)) < self.plan.trials
+            ):
+                return True
+            running = [t for t in trials if t.state is TrialState.RUNNING]
+            if not running:
+                return False
+            if not said:
+                self.console.print(
+                    f"sweep {self.sweep_dir.name}: every point is taken; waiting for {len(running)} trial(s) "
+                    "running in other processes",
+                    highlight=False,
+                )
+                said = True
+            self._retry_dead_local_trials()
+            optuna.storages.fail_stale_trials(self.study)  # another host's, after the grace period
+            time.sleep(POLL_SECONDS)
 
     def _retry_dead_local_trials(self) -> None:
         """Trials this host was running whose process is gone are failed and queued now, not after the
@@ -165,9 +186,13 @@ class Worker:
 
             resume = status in (runs.RunStatus.interrupted, runs.RunStatus.running)  # running: the lock says
             command = ["mnist-rnn", "sweep", "--join", str(self.sweep_dir)]  # never the storage's password
-            run_training(
-                cfg, run_dir, resume=resume, console=self.console, command=command, on_epoch_end=report
-            )
+            try:
+                run_training(
+                    cfg, run_dir, resume=resume, console=self.console, command=command, on_epoch_end=report
+                )
+            except (TrainingError, RunError) as exc:  # this trial fails; the sweep goes on
+                self.console.print(f"  failed: {exc}", highlight=False, style="red")
+                raise
             if pruned:
                 runs.write_status(run_dir, runs.RunStatus.pruned, message=f"pruned after epoch {pruned[0]}")
                 self.console.print(f"  pruned after epoch {pruned[0]}", highlight=False)

@@ -106,7 +106,7 @@ def runs_table(rows: list[RunSummary], title: str) -> Table:
     """`runs list` (and a sweep's summary): one row per run; how to resume an interrupted one is the
     table's caption, so the rows stay narrow enough for an 80-column terminal."""
     table = Table(title=title, caption="\n".join(f"{r.run}: {r.resume}" for r in rows if r.resume) or None)
-    table.add_column("run", overflow="fold")
+    table.add_column("run", overflow="fold", ratio=3, min_width=16)  # a sweep trial's name is long
     table.add_column("config", overflow="fold")
     table.add_column("model", overflow="fold")
     for name in ("params", "epochs", "best val", "test acc", "wall"):

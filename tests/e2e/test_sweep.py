@@ -137,7 +137,7 @@ def test_four_processes_joining_a_fresh_study_at_once_share_it_without_a_race(tm
     created = runner.invoke(app, ["sweep", "-c", str(config), "--grid", "seed=[1,2,3,4]", "--workers", "0"])
     assert created.exit_code == 0, created.stderr
     sweep_dir = tmp_path / created.stdout.strip()
-    assert "created; work on it with: mnist-rnn sweep --join" in created.stderr
+    assert "created; work on it here with: mnist-rnn sweep --join" in created.stderr
     assert not trial_runs(sweep_dir)  # nothing ran
     joins = [start_cli("sweep", "--join", str(sweep_dir), cwd=tmp_path) for _ in range(4)]
     results = [p.communicate(timeout=400) for p in joins]
