@@ -8,13 +8,15 @@
     GET  /healthz   liveness, and what is served
 
 The same preprocessing (`images.prepare_digit`) and the same predictor (`trained.open_model`) as
-`mnist-rnn predict`, so the two return identical probabilities for the same file. Bad input is a 4xx with
+`mnist-rnn predict`, so the two return identical probabilities for the same file (to float rounding when
+the request shares a model call with others: `Batcher`). Bad input is a 4xx with
 {"error": "..."}; a body over MAX_UPLOAD_BYTES is refused with 413 before it is read into memory.
 FastAPI and uvicorn come with the `serve` extra; only the CLI's `serve` command imports this module.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 from importlib import resources
@@ -34,19 +36,65 @@ from mnist_rnn.images import prepare_digit
 from mnist_rnn.layouts import READ_ORDER, READ_PER_CALL, make_sequences
 from mnist_rnn.mnist import IMAGE_SHAPE
 from mnist_rnn.streaming import Streamer
-from mnist_rnn.trained import open_model
+from mnist_rnn.trained import Predictor, open_model
 
 MAX_UPLOAD_BYTES = 2 * 1024 * 1024  # a phone photo of a digit fits; a 50 MB upload is refused unread
+MAX_BATCH = 64  # requests answered by one model call at most (`--max-batch`; 1: one call per request)
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/gif", "image/bmp", "image/webp", "application/octet-stream")
+
+
+class Batcher:
+    """One model call for every request that arrived while the previous call ran.
+
+    A request alone is answered at once, as a batch of one; under load the requests that queue up during a
+    call go together into the next one (at most `max_batch`), so the model's fixed cost per call
+    (`keras.Model.predict` sets up a dataset and a loop each time) is paid once per batch, not per request.
+    No request waits for a batch to fill. Calls are made one at a time, from a worker thread.
+    """
+
+    def __init__(self, predict: Predictor, max_batch: int) -> None:
+        self.predict, self.max_batch = predict, max_batch
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._queue: asyncio.Queue[tuple[np.ndarray, asyncio.Future[np.ndarray]]] | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.batches: list[int] = []  # the size of each call, for tests and scripts/serve_load.py
+
+    async def __call__(self, x: np.ndarray) -> np.ndarray:
+        """x (1, steps, features) -> its probabilities (10,)."""
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop or self._queue is None:  # a new event loop (a test client's): start anew
+            self._loop, self._queue = loop, asyncio.Queue()
+            self._task = loop.create_task(self._serve(self._queue))
+        answer: asyncio.Future[np.ndarray] = loop.create_future()
+        self._queue.put_nowait((x, answer))
+        return await answer
+
+    async def _serve(self, queue: asyncio.Queue[tuple[np.ndarray, asyncio.Future[np.ndarray]]]) -> None:
+        while True:
+            waiting = [await queue.get()]
+            while len(waiting) < self.max_batch and not queue.empty():
+                waiting.append(queue.get_nowait())
+            self.batches.append(len(waiting))
+            try:
+                probs = await run_in_threadpool(self.predict, np.concatenate([x for x, _ in waiting]))
+            except Exception as exc:  # every request of the batch hears it
+                for _, answer in waiting:
+                    if not answer.done():
+                        answer.set_exception(exc)
+                continue
+            for (_, answer), row in zip(waiting, probs, strict=True):
+                if not answer.done():  # a client that went away has cancelled its answer
+                    answer.set_result(row)
 
 
 class Classifier:
     """A run's best checkpoint (or an export's artefact) and, for a run, its streaming twin: both made from
     one load of the checkpoint (`trained.open_model`)."""
 
-    def __init__(self, source: Path) -> None:
+    def __init__(self, source: Path, max_batch: int = MAX_BATCH) -> None:
         model = open_model(source)
-        self.predictor, self.layout, self.described = model.predictor(), model.layout, model.described
+        self.batcher = Batcher(model.predictor(), max_batch)
+        self.layout, self.described = model.layout, model.described
         self.streamer: Streamer | None = None
         try:
             self.streamer = model.streamer()  # a row of the image per call
@@ -55,12 +103,11 @@ class Classifier:
             self.streaming_note = str(exc)
         self._lock = threading.Lock()  # the streaming twin carries state from call to call
 
-    def classify(self, image: np.ndarray, steps: bool) -> dict[str, Any]:
+    async def classify(self, image: np.ndarray, steps: bool) -> dict[str, Any]:
         """image (28, 28) uint8 -> class, confidence, probabilities (and per-row probabilities)."""
         x = make_sequences(image[None], self.layout)  # (1, steps, features), exactly as predict feeds it
-        with self._lock:
-            probs = self.predictor(x)[0]
-            per_row = self.streamer.stream(x[0]) if steps and self.streamer is not None else None
+        probs = await self.batcher(x)
+        per_row = await run_in_threadpool(self._stream, x[0]) if steps and self.streamer is not None else None
         result: dict[str, Any] = {
             "class": int(probs.argmax()),
             "confidence": float(probs.max()),
@@ -71,11 +118,17 @@ class Classifier:
             result["steps"] = None if per_row is None else [[float(p) for p in row] for row in per_row]
         return result
 
+    def _stream(self, sequence: np.ndarray) -> np.ndarray:
+        assert self.streamer is not None
+        with self._lock:
+            return self.streamer.stream(sequence)
 
-def create_app(source: Path, max_upload_bytes: int = MAX_UPLOAD_BYTES) -> FastAPI:
+
+def create_app(source: Path, max_upload_bytes: int = MAX_UPLOAD_BYTES, max_batch: int = MAX_BATCH) -> FastAPI:
     """The server for a run directory or an export folder (the model is loaded here, once)."""
-    classifier = Classifier(source)
+    classifier = Classifier(source, max_batch)
     app = FastAPI(title="mnist-rnn", docs_url=None, redoc_url=None)
+    app.state.classifier = classifier  # for tests and scripts that look at its batches
     app.add_middleware(BodyLimit, max_bytes=max_upload_bytes)
     _error_handlers(app)
     page = resources.files("mnist_rnn.static").joinpath("index.html").read_text(encoding="utf-8")
@@ -101,7 +154,7 @@ def create_app(source: Path, max_upload_bytes: int = MAX_UPLOAD_BYTES) -> FastAP
         request: Request, steps: bool = False, invert: bool | None = None, normalize: bool = True
     ) -> dict[str, Any]:
         image = await read_digit(request, invert, normalize, max_upload_bytes)
-        return await run_in_threadpool(classifier.classify, image, steps)
+        return await classifier.classify(image, steps)
 
     return app
 

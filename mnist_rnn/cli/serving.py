@@ -30,7 +30,7 @@ def _check_port(host: str, port: int) -> None:
         raise RunError(f"{host}:{port} {reason}; pass another --port (or --host)") from None
 
 
-def _serve(source: Path, host: str, port: int) -> None:
+def _serve(source: Path, host: str, port: int, max_batch: int) -> None:
     try:
         import uvicorn
 
@@ -43,7 +43,7 @@ def _serve(source: Path, host: str, port: int) -> None:
         raise RunError(f"{source}: no such run directory or export folder")
     _check_port(host, port)
     import_tensorflow(state["debug"])
-    server = create_app(source)
+    server = create_app(source, max_batch=max_batch)
     shown = f"[{host}]" if ":" in host else host
     err_console.print(
         f"serving {source} on http://{shown}:{port}/ (POST /predict, GET /healthz); Ctrl-C stops it",
@@ -87,6 +87,12 @@ def serve_command(
         str, typer.Option("--host", help="Address to bind; 0.0.0.0 makes it reachable from other machines.")
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=1, max=65535, help="TCP port.")] = 8000,
+    max_batch: Annotated[
+        int,
+        typer.Option(
+            "--max-batch", min=1, help="Requests answered by one model call at most (1: one call each)."
+        ),
+    ] = 64,  # serve.MAX_BATCH (the CLI imports FastAPI only to serve)
 ) -> None:
     """Serve a model over HTTP: a drawing page (GET /), POST /predict and GET /healthz.
 
@@ -94,6 +100,7 @@ def serve_command(
     and answers with the class, its confidence and the ten probabilities, through the same preprocessing
     and model as `mnist-rnn predict`; `?steps=true` adds the probabilities after each 28th of the
     sequence (each image row, for layout rows). SIGTERM or Ctrl-C stops it after answering the requests it
-    has accepted (at most 30 s), exit 0.
+    has accepted (at most 30 s), exit 0. Requests that arrive while the model is busy are answered
+    together by its next call (--max-batch).
     """
-    run(_serve, source, host, port)
+    run(_serve, source, host, port, max_batch)

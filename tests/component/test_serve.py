@@ -178,3 +178,56 @@ def test_predict_names_the_oversized_file_and_classifies_the_rest(smoke_run: Pat
     predictions, errors, _ = predict_files(smoke_run, [_bomb(tmp_path), _png(tmp_path)])
     assert [p.file for p in predictions] == [str(tmp_path / "three.png")]
     assert len(errors) == 1 and str(errors[0]).startswith(f"{tmp_path / 'bomb.png'}: 10001x10001 pixels")
+
+
+def test_requests_that_arrive_together_share_model_calls_and_keep_their_own_answers(smoke_run: Path) -> None:
+    import asyncio
+
+    import httpx
+
+    from mnist_rnn.images import prepare_digit
+    from mnist_rnn.layouts import make_sequences
+    from mnist_rnn.trained import open_model
+
+    pictures = sorted(DIGITS.glob("*.png"))[:24]
+    app = create_app(smoke_run)
+    batcher = app.state.classifier.batcher
+
+    async def send_all() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            sends = [
+                http.post("/predict", content=p.read_bytes(), headers={"content-type": "image/png"})
+                for p in pictures
+            ]
+            return list(await asyncio.gather(*sends))
+
+    responses = asyncio.run(send_all())
+    assert [r.status_code for r in responses] == [200] * len(pictures)
+    assert sum(batcher.batches) == len(pictures) and max(batcher.batches) > 1  # some calls were shared
+    predictor = open_model(smoke_run).predictor()
+    for picture, response in zip(pictures, responses, strict=True):
+        alone = predictor(
+            make_sequences(prepare_digit(picture.read_bytes(), None, True, picture.name)[None], "rows")
+        )
+        np.testing.assert_allclose(response.json()["probabilities"], alone[0], atol=1e-6)  # its own answer
+
+
+def test_max_batch_1_makes_one_model_call_per_request(smoke_run: Path) -> None:
+    import asyncio
+
+    import httpx
+
+    app = create_app(smoke_run, max_batch=1)
+    pictures = sorted(DIGITS.glob("*.png"))[:6]
+
+    async def send_all() -> None:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            await asyncio.gather(*(
+                http.post("/predict", content=p.read_bytes(), headers={"content-type": "image/png"})
+                for p in pictures
+            ))  # fmt: skip
+
+    asyncio.run(send_all())
+    assert app.state.classifier.batcher.batches == [1] * len(pictures)

@@ -1,0 +1,150 @@
+"""Throughput of `POST /predict` under concurrent clients: micro-batching (`--max-batch 64`, the default)
+against one model call per request (`--max-batch 1`), measured in one run on real `mnist-rnn serve`
+processes on 127.0.0.1.
+
+    python scripts/serve_load.py RUN_DIR [--clients 1 8 32] [--requests 96] [--rounds 6] [--out FILE.json]
+
+Three servers run side by side: `one` (--max-batch 1), `batched` and `batched-again` (both default; the
+A/A control). For each client count, every round sends `--requests` uploads of one picture to each server
+in turn (a shuffled order, `clients` at a time) and times them; the ratio of a round is batched / one
+(and batched-again / batched), and the summary is the median of the rounds' ratios with a bootstrap 90%
+interval (mnist_rnn.measure). p50/p99 latency per variant come from all of its requests. Only 127.0.0.1
+is contacted; the servers are stopped at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+from mnist_rnn.execution import cpu_description
+from mnist_rnn.measure import summarise
+
+REPO = Path(__file__).resolve().parents[1]
+VARIANTS = {"one": ["--max-batch", "1"], "batched": [], "batched-again": []}
+
+
+def start(run: Path, extra: list[str]) -> tuple[subprocess.Popen[bytes], str]:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "mnist_rnn", "serve", str(run), "--port", str(port), *extra]
+    server = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(240):
+        try:
+            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                return server, url
+        except httpx.TransportError:
+            time.sleep(0.5)
+    server.kill()
+    raise SystemExit(f"the server did not start: {server.communicate()[1].decode()[-500:]}")
+
+
+async def burst(url: str, picture: bytes, requests: int, clients: int) -> tuple[float, list[float]]:
+    """`requests` uploads, `clients` in flight at a time: (requests per second, latencies in ms)."""
+    latencies: list[float] = []
+    queue = list(range(requests))
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+
+    async def client(http: httpx.AsyncClient) -> None:
+        while queue:
+            queue.pop()
+            start = time.perf_counter()
+            response = await http.post(
+                f"{url}/predict", content=picture, headers={"content-type": "image/png"}
+            )
+            response.raise_for_status()
+            latencies.append((time.perf_counter() - start) * 1000)
+
+    async with httpx.AsyncClient(timeout=60, limits=limits) as http:
+        start = time.perf_counter()
+        await asyncio.gather(*(client(http) for _ in range(clients)))
+        return requests / (time.perf_counter() - start), latencies
+
+
+def measure(urls: dict[str, str], picture: bytes, clients: int, requests: int, rounds: int) -> dict[str, Any]:
+    rng = random.Random(clients)
+    for url in urls.values():  # warm-up: every batch size the server will meet is traced once
+        asyncio.run(burst(url, picture, requests, clients))
+    rates: dict[str, list[float]] = {name: [] for name in urls}
+    latencies: dict[str, list[float]] = {name: [] for name in urls}
+    for _ in range(rounds):
+        order = list(urls)
+        rng.shuffle(order)
+        for name in order:
+            rate, ms = asyncio.run(burst(urls[name], picture, requests, clients))
+            rates[name].append(rate)
+            latencies[name] += ms
+    ratio = [b / o for b, o in zip(rates["batched"], rates["one"], strict=True)]
+    control = [a / b for a, b in zip(rates["batched-again"], rates["batched"], strict=True)]
+    return {
+        "clients": clients,
+        "requests_per_round": requests,
+        "rounds": rounds,
+        "requests_per_second": {name: float(np.median(r)) for name, r in rates.items()},
+        "p50_ms": {name: float(np.percentile(ms, 50)) for name, ms in latencies.items()},
+        "p99_ms": {name: float(np.percentile(ms, 99)) for name, ms in latencies.items()},
+        "batched_over_one": summarise(ratio),
+        "aa_batched_again_over_batched": summarise(control),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("run", type=Path)
+    parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--requests", type=int, default=96, help="per variant and round")
+    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--picture", type=Path, default=REPO / "tests/data/digits/7_dejavu-sans_0.png")
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    servers = {name: start(args.run, extra) for name, extra in VARIANTS.items()}
+    try:
+        urls = {name: url for name, (_, url) in servers.items()}
+        picture = args.picture.read_bytes()
+        results = [measure(urls, picture, c, args.requests, args.rounds) for c in args.clients]
+    finally:
+        for server, _ in servers.values():
+            server.send_signal(signal.SIGINT)
+            server.wait(timeout=60)
+    report = {
+        "cpu": cpu_description(),
+        "run": args.run.name,
+        "picture": args.picture.name,
+        "results": results,
+    }
+    print(f"POST /predict, one picture, {args.rounds} rounds of {args.requests} requests; {report['cpu']}")
+    print("| clients | one req/s | batched req/s | batched / one [90%] | A/A [90%] | p99 ms one / batched |")
+    print("|---|---|---|---|---|---|")
+    for r in results:
+        ratio, aa, rate = r["batched_over_one"], r["aa_batched_again_over_batched"], r["requests_per_second"]
+        print(
+            f"| {r['clients']} | {rate['one']:.0f} | {rate['batched']:.0f} "
+            f"| {ratio['median']:.2f} [{ratio['ci90'][0]:.2f}–{ratio['ci90'][1]:.2f}] "
+            f"| {aa['median']:.2f} [{aa['ci90'][0]:.2f}–{aa['ci90'][1]:.2f}] "
+            f"| {r['p99_ms']['one']:.0f} / {r['p99_ms']['batched']:.0f} |"
+        )
+    if args.out:
+        args.out.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
