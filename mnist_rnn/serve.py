@@ -47,13 +47,13 @@ class Batcher:
     """One model call for every request that arrived while the previous call ran.
 
     A request alone is answered at once, as a batch of one; under load the requests that queue up during a
-    call go together into the next one (at most `max_batch`), so the model's fixed cost per call
-    (`keras.Model.predict` sets up a dataset and a loop each time) is paid once per batch, not per request.
-    No request waits for a batch to fill. Calls are made one at a time, from a worker thread.
+    call go together into the next one (at most `max_batch`), so the model's fixed cost per call is paid
+    once per batch, not per request. By default no request waits for a batch to fill; `max_wait_ms` holds
+    a batch open that long for more. Calls are made one at a time, from a worker thread.
     """
 
-    def __init__(self, predict: Predictor, max_batch: int) -> None:
-        self.predict, self.max_batch = predict, max_batch
+    def __init__(self, predict: Predictor, max_batch: int, max_wait_ms: float = 0.0) -> None:
+        self.predict, self.max_batch, self.max_wait = predict, max_batch, max_wait_ms / 1000
         self._loop: asyncio.AbstractEventLoop | None = None
         self._queue: asyncio.Queue[tuple[np.ndarray, asyncio.Future[np.ndarray]]] | None = None
         self._task: asyncio.Task[None] | None = None
@@ -72,8 +72,18 @@ class Batcher:
     async def _serve(self, queue: asyncio.Queue[tuple[np.ndarray, asyncio.Future[np.ndarray]]]) -> None:
         while True:
             waiting = [await queue.get()]
-            while len(waiting) < self.max_batch and not queue.empty():
-                waiting.append(queue.get_nowait())
+            deadline = asyncio.get_running_loop().time() + self.max_wait
+            while len(waiting) < self.max_batch:
+                if not queue.empty():
+                    waiting.append(queue.get_nowait())
+                    continue
+                left = deadline - asyncio.get_running_loop().time()
+                if left <= 0:
+                    break
+                try:  # --batch-wait-ms: hold the batch open a little for requests about to arrive
+                    waiting.append(await asyncio.wait_for(queue.get(), left))
+                except TimeoutError:
+                    break
             self.batches.append(len(waiting))
             try:
                 probs = await run_in_threadpool(self.predict, np.concatenate([x for x, _ in waiting]))
@@ -91,9 +101,9 @@ class Classifier:
     """A run's best checkpoint (or an export's artefact) and, for a run, its streaming twin: both made from
     one load of the checkpoint (`trained.open_model`)."""
 
-    def __init__(self, source: Path, max_batch: int = MAX_BATCH) -> None:
+    def __init__(self, source: Path, max_batch: int = MAX_BATCH, max_wait_ms: float = 0.0) -> None:
         model = open_model(source)
-        self.batcher = Batcher(model.predictor(), max_batch)
+        self.batcher = Batcher(model.predictor(), max_batch, max_wait_ms)
         self.layout, self.described = model.layout, model.described
         self.streamer: Streamer | None = None
         try:
@@ -124,9 +134,14 @@ class Classifier:
             return self.streamer.stream(sequence)
 
 
-def create_app(source: Path, max_upload_bytes: int = MAX_UPLOAD_BYTES, max_batch: int = MAX_BATCH) -> FastAPI:
+def create_app(
+    source: Path,
+    max_upload_bytes: int = MAX_UPLOAD_BYTES,
+    max_batch: int = MAX_BATCH,
+    max_wait_ms: float = 0.0,
+) -> FastAPI:
     """The server for a run directory or an export folder (the model is loaded here, once)."""
-    classifier = Classifier(source, max_batch)
+    classifier = Classifier(source, max_batch, max_wait_ms)
     app = FastAPI(title="mnist-rnn", docs_url=None, redoc_url=None)
     app.state.classifier = classifier  # for tests and scripts that look at its batches
     app.add_middleware(BodyLimit, max_bytes=max_upload_bytes)
@@ -152,9 +167,11 @@ def create_app(source: Path, max_upload_bytes: int = MAX_UPLOAD_BYTES, max_batch
     @app.post("/predict")
     async def predict(
         request: Request, steps: bool = False, invert: bool | None = None, normalize: bool = True
-    ) -> dict[str, Any]:
+    ) -> JSONResponse:
         image = await read_digit(request, invert, normalize, max_upload_bytes)
-        return await classifier.classify(image, steps)
+        # Plain JSON of plain numbers: FastAPI's own encoder walks the 784 pixels one by one (1.9 ms a
+        # request, in the event loop, measured; json.dumps takes 0.1 ms).
+        return JSONResponse(await classifier.classify(image, steps))
 
     return app
 

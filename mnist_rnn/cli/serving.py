@@ -30,7 +30,7 @@ def _check_port(host: str, port: int) -> None:
         raise RunError(f"{host}:{port} {reason}; pass another --port (or --host)") from None
 
 
-def _serve(source: Path, host: str, port: int, max_batch: int) -> None:
+def _serve(source: Path, host: str, port: int, batching: tuple[int, float]) -> None:
     try:
         import uvicorn
 
@@ -43,7 +43,7 @@ def _serve(source: Path, host: str, port: int, max_batch: int) -> None:
         raise RunError(f"{source}: no such run directory or export folder")
     _check_port(host, port)
     import_tensorflow(state["debug"])
-    server = create_app(source, max_batch=max_batch)
+    server = create_app(source, max_batch=batching[0], max_wait_ms=batching[1])
     shown = f"[{host}]" if ":" in host else host
     err_console.print(
         f"serving {source} on http://{shown}:{port}/ (POST /predict, GET /healthz); Ctrl-C stops it",
@@ -93,6 +93,10 @@ def serve_command(
             "--max-batch", min=1, help="Requests answered by one model call at most (1: one call each)."
         ),
     ] = 64,  # serve.MAX_BATCH (the CLI imports FastAPI only to serve)
+    batch_wait_ms: Annotated[
+        float,
+        typer.Option("--batch-wait-ms", min=0, help="Hold a batch open this long for more requests."),
+    ] = 0.0,
 ) -> None:
     """Serve a model over HTTP: a drawing page (GET /), POST /predict and GET /healthz.
 
@@ -101,6 +105,6 @@ def serve_command(
     and model as `mnist-rnn predict`; `?steps=true` adds the probabilities after each 28th of the
     sequence (each image row, for layout rows). SIGTERM or Ctrl-C stops it after answering the requests it
     has accepted (at most 30 s), exit 0. Requests that arrive while the model is busy are answered
-    together by its next call (--max-batch).
+    together by its next call (--max-batch, --batch-wait-ms).
     """
-    run(_serve, source, host, port, max_batch)
+    run(_serve, source, host, port, (max_batch, batch_wait_ms))

@@ -231,3 +231,36 @@ def test_max_batch_1_makes_one_model_call_per_request(smoke_run: Path) -> None:
 
     asyncio.run(send_all())
     assert app.state.classifier.batcher.batches == [1] * len(pictures)
+
+
+def test_batch_wait_holds_a_batch_open_for_requests_about_to_arrive(smoke_run: Path) -> None:
+    import asyncio
+
+    import httpx
+
+    pictures = sorted(DIGITS.glob("*.png"))[:4]
+
+    def batches(max_wait_ms: float) -> list[int]:
+        app = create_app(smoke_run, max_wait_ms=max_wait_ms)
+
+        async def send(http: httpx.AsyncClient, picture: Path, delay: float) -> None:
+            await asyncio.sleep(delay)
+            response = await http.post(
+                "/predict", content=picture.read_bytes(), headers={"content-type": "image/png"}
+            )
+            assert response.status_code == 200
+
+        async def send_all() -> None:
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+                await http.post(
+                    "/predict", content=pictures[0].read_bytes(), headers={"content-type": "image/png"}
+                )
+                app.state.classifier.batcher.batches.clear()  # the first call traces the model: not timed
+                await asyncio.gather(*(send(http, p, 0.02 * i) for i, p in enumerate(pictures)))
+
+        asyncio.run(send_all())
+        return app.state.classifier.batcher.batches
+
+    assert batches(1000.0) == [4]  # all four arrive within the wait, 20 ms apart
+    assert max(batches(0.0)) < 4  # without it, the first goes alone

@@ -62,6 +62,7 @@ def assert_each_finished_once(run_dirs: list[Path], epochs: int) -> None:
         assert [int(row["epoch"]) for row in runs.read_history(run_dir)] == list(range(1, epochs + 1))
 
 
+@pytest.mark.slow  # about 40 s of training: run by .ci/run with -m slow
 def test_a_sweep_killed_in_its_second_run_resumes_that_trial_and_finishes_every_run_once(
     tmp_path: Path,
 ) -> None:
