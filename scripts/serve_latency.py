@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
@@ -26,12 +27,13 @@ from mnist_rnn.execution import cpu_description
 REPO = Path(__file__).resolve().parents[1]
 
 
-def start(run: Path) -> tuple[subprocess.Popen[bytes], str]:
+def start(run: Path, extra: Sequence[str] = ()) -> tuple[subprocess.Popen[bytes], str]:
+    """`mnist-rnn serve RUN EXTRA...` on a free port of 127.0.0.1, once it answers /healthz."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    cmd = [sys.executable, "-m", "mnist_rnn", "serve", str(run), "--port", str(port)]
+    cmd = [sys.executable, "-m", "mnist_rnn", "serve", str(run), "--port", str(port), *extra]
     server = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"
     for _ in range(240):

@@ -17,44 +17,25 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 
 from mnist_rnn.execution import cpu_description
 from mnist_rnn.measure import summarise
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from serve_latency import start  # noqa: E402  (the scripts folder is not a package)
+
 REPO = Path(__file__).resolve().parents[1]
 VARIANTS = {"one": ["--max-batch", "1"], "batched": [], "batched-again": []}
-
-
-def start(run: Path, extra: list[str]) -> tuple[subprocess.Popen[bytes], str]:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    cmd = [sys.executable, "-m", "mnist_rnn", "serve", str(run), "--port", str(port), *extra]
-    server = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(240):
-        try:
-            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                return server, url
-        except httpx.TransportError:
-            time.sleep(0.5)
-    server.kill()
-    raise SystemExit(f"the server did not start: {server.communicate()[1].decode()[-500:]}")
 
 
 def burst(url: str, picture: Path, requests: int, clients: int) -> tuple[float, dict[str, float]]:
