@@ -41,8 +41,6 @@ def keras_predict(model: keras.Model, x: np.ndarray, batch_size: int) -> np.ndar
     """
     import tensorflow as tf
 
-    if len(x) <= batch_size:  # one batch (a served request, a few files): no dataset and iterator to build,
-        return np.asarray(model.predict_on_batch(x))  # which took a third of such a call (py-spy, serve)
     batches = tf.data.Dataset.from_tensor_slices(x).batch(batch_size).prefetch(2)
     return np.asarray(model.predict(batches, verbose=0))
 
@@ -109,8 +107,21 @@ class TrainedRun:
     def predictor(self) -> Predictor:
         """Sequences in the layout's plain order (`make_sequences`) -> probabilities; a permuted run's
         permutation is applied here, as an artefact applies it inside its graph."""
-        model, order = self.inference_model, input_permutation(self.cfg.data)
-        return lambda x: keras_predict(model, to_model_order(x, order), self.cfg.train.eval_batch_size)
+        model, order, batch = (
+            self.inference_model,
+            input_permutation(self.cfg.data),
+            self.cfg.train.eval_batch_size,
+        )
+
+        def predict(x: np.ndarray) -> np.ndarray:
+            x = to_model_order(x, order)
+            if (
+                len(x) <= batch
+            ):  # one batch (a served request, a few files): no dataset and iterator to build,
+                return np.asarray(model.predict_on_batch(x))  # a third of such a call's time (py-spy, serve)
+            return keras_predict(model, x, batch)
+
+        return predict
 
     def streamer(self, chunk_steps: int | None = None) -> Streamer:
         """A batch-1 stateful twin with this checkpoint's weights, `chunk_steps` steps per call (default: a
