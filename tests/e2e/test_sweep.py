@@ -100,6 +100,7 @@ def test_a_sweep_killed_in_its_second_run_resumes_that_trial_and_finishes_every_
     assert best == sorted(best, reverse=True)
 
 
+@pytest.mark.slow  # two TensorFlow processes, about 25 s: run by .ci/run with -m slow
 def test_two_local_workers_run_each_point_of_a_six_point_grid_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -151,6 +152,7 @@ def test_four_processes_joining_a_fresh_study_at_once_share_it_without_a_race(tm
     assert sorted(t.params["seed"] for t in complete) == ["1", "2", "3", "4"]  # YAML texts, each once
 
 
+@pytest.mark.slow  # five trainings, about 25 s: run by .ci/run with -m slow
 def test_median_pruning_stops_trials_with_a_hopeless_learning_rate(tmp_path: Path) -> None:
     # The random sampler's draws (seed 7) are 3.0, 3.0, 0.01, 0.01, 3.0: the median pruner starts comparing
     # at the fourth trial, so the last meets two good and two hopeless finished ones.
