@@ -64,7 +64,7 @@ class Batcher:
         loop = asyncio.get_running_loop()
         if self._loop is not loop or self._queue is None:  # a new event loop (a test client's): start anew
             self._loop, self._queue = loop, asyncio.Queue()
-            self._task = loop.create_task(self._serve(self._queue))
+            self._task = loop.create_task(self._serve(self._queue))  # held: the loop keeps only a weak one
         answer: asyncio.Future[np.ndarray] = loop.create_future()
         self._queue.put_nowait((x, answer))
         return await answer

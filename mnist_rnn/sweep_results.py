@@ -16,7 +16,7 @@ from rich.console import Console
 from mnist_rnn import runs
 from mnist_rnn.catalog import RunSummary, list_runs
 from mnist_rnn.sweep_space import as_yaml
-from mnist_rnn.sweep_study import origin_of
+from mnist_rnn.sweep_study import first_number
 from mnist_rnn.tables import runs_table
 
 if TYPE_CHECKING:
@@ -32,8 +32,7 @@ def latest_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     for trial in study.get_trials(deepcopy=False):
         if trial.user_attrs.get("surplus"):
             continue
-        retried = origin_of(trial)
-        latest[trial.number if retried is None else retried] = trial
+        latest[first_number(trial)] = trial
     return [latest[origin] for origin in sorted(latest)]
 
 
@@ -42,9 +41,10 @@ def write_results(
 ) -> Path:
     study = optuna.load_study(study_name=sweep_dir.name, storage=storage)
     summaries = {s.run: s for s in list_runs(sweep_dir, "best_val")} if _has_runs(sweep_dir) else {}
-    rows = [_row(trial, summaries, [p.key for p in plan.params()]) for trial in latest_trials(study)]
+    keys = [p.key for p in plan.params()]
+    rows = [_row(trial, summaries, keys) for trial in latest_trials(study)]
     rows.sort(key=lambda r: (r["best_val"] is None, -(r["best_val"] or 0.0)))
-    runs.atomic_write_text(sweep_dir / SWEEP_CSV, _csv(rows, [p.key for p in plan.params()]))
+    runs.atomic_write_text(sweep_dir / SWEEP_CSV, _csv(rows, keys))
     shown = [summaries[r["run"]] for r in rows if r["run"] in summaries]
     console.print(runs_table(shown, f"Sweep {sweep_dir} (best validation first)"))
     console.print(f"wrote {sweep_dir / SWEEP_CSV}", highlight=False, markup=False)

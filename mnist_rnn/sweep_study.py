@@ -9,6 +9,7 @@ times).
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -60,13 +61,14 @@ def read_plan(storage: optuna.storages.BaseStorage, name: str) -> Plan:
         attrs = optuna.load_study(study_name=name, storage=storage).user_attrs
     except KeyError:
         raise RunError(
-            f"no sweep named {name} in that storage; check the name (mnist-rnn runs list)"
+            f"no sweep named {name} in that storage; check the name (its sweep folder's name)"
         ) from None
     if "mnist_rnn" not in attrs:
         raise RunError(f"study {name} was not made by mnist-rnn sweep; pass a sweep's study")
     return Plan(**attrs["mnist_rnn"])
 
 
+@functools.cache  # one per URL and process: a worker, the plan's reader and the results share it
 def open_storage(url: str) -> optuna.storages.RDBStorage:
     """Optuna's database storage with heartbeats; a failed trial is queued again up to MAX_RETRY times."""
     engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
@@ -118,6 +120,12 @@ def origin_of(trial: optuna.trial.FrozenTrial) -> int | None:
     return None if retried is None else int(retried)
 
 
+def first_number(trial: optuna.trial.FrozenTrial) -> int:
+    """The number of the trial that first drew this trial's point (its own, for a first try)."""
+    retried = origin_of(trial)
+    return trial.number if retried is None else retried
+
+
 def drawn_points(trials: list[optuna.trial.FrozenTrial], below: int | None = None) -> set[int]:
     """The trial points drawn so far (a retry is the same point as the trial it repeats)."""
 
@@ -130,6 +138,5 @@ def drawn_points(trials: list[optuna.trial.FrozenTrial], below: int | None = Non
             and t.number >= below
         ):
             continue
-        retried = origin_of(t)
-        found.add(t.number if retried is None else retried)
+        found.add(first_number(t))
     return found

@@ -33,6 +33,7 @@ from mnist_rnn.sweep_study import (
     STORAGE_ENV,
     Plan,
     drawn_points,
+    first_number,
     open_storage,
     origin_of,
     retry_callback,
@@ -71,8 +72,9 @@ class Worker:
         self._retry_dead_local_trials()
         baseline = None  # resident memory after the first trial (TensorFlow's own warm-up is in it)
         while self._work_left():
-            if baseline is not None and _rss_mib() - baseline > _recycle_mib():
-                self._recycle(_rss_mib() - baseline)
+            grown = 0.0 if baseline is None else _rss_mib() - baseline
+            if grown > _recycle_mib():
+                self._recycle(grown)
 
             self.current = None
             try:
@@ -145,9 +147,10 @@ class Worker:
 
     def _objective(self, trial: optuna.Trial) -> float:
         self.current = trial
-        retried = origin_of(self.storage.get_trial(trial._trial_id))
+        frozen = self.storage.get_trial(trial._trial_id)
+        retried = origin_of(frozen)
         # The point's place in the sweep: how many points were drawn before it (a retry keeps its place).
-        first = trial.number if retried is None else retried
+        first = first_number(frozen)
         point = len(drawn_points(self.study.get_trials(deepcopy=False), below=first)) + 1
         if retried is None and point > self.plan.trials:  # two workers asked for the last point at once
             trial.set_user_attr("surplus", True)
