@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+from collections import deque
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,7 @@ from mnist_rnn.trained import Predictor, open_model
 
 MAX_UPLOAD_BYTES = 2 * 1024 * 1024  # a phone photo of a digit fits; a 50 MB upload is refused unread
 MAX_BATCH = 64  # requests answered by one model call at most (`--max-batch`; 1: one call per request)
+BATCHES_KEPT = 1000  # how many call sizes `Batcher.batches` remembers
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/gif", "image/bmp", "image/webp", "application/octet-stream")
 
 
@@ -57,7 +59,8 @@ class Batcher:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._queue: asyncio.Queue[tuple[np.ndarray, asyncio.Future[np.ndarray]]] | None = None
         self._task: asyncio.Task[None] | None = None
-        self.batches: list[int] = []  # the size of each call, for tests and scripts/serve_load.py
+        # The sizes of the latest calls, for tests and a person looking; bounded, as a server runs for months.
+        self.batches: deque[int] = deque(maxlen=BATCHES_KEPT)
 
     async def __call__(self, x: np.ndarray) -> np.ndarray:
         """x (1, steps, features) -> its probabilities (10,)."""

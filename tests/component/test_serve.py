@@ -230,7 +230,7 @@ def test_max_batch_1_makes_one_model_call_per_request(smoke_run: Path) -> None:
             ))  # fmt: skip
 
     asyncio.run(send_all())
-    assert app.state.classifier.batcher.batches == [1] * len(pictures)
+    assert list(app.state.classifier.batcher.batches) == [1] * len(pictures)
 
 
 def test_batch_wait_holds_a_batch_open_for_requests_about_to_arrive(smoke_run: Path) -> None:
@@ -260,7 +260,7 @@ def test_batch_wait_holds_a_batch_open_for_requests_about_to_arrive(smoke_run: P
                 await asyncio.gather(*(send(http, p, 0.02 * i) for i, p in enumerate(pictures)))
 
         asyncio.run(send_all())
-        return app.state.classifier.batcher.batches
+        return list(app.state.classifier.batcher.batches)
 
     assert batches(1000.0) == [4]  # all four arrive within the wait, 20 ms apart
     assert max(batches(0.0)) < 4  # without it, the first goes alone
