@@ -16,7 +16,7 @@ from mnist_rnn import runs
 from mnist_rnn.config import Config, Device
 from mnist_rnn.data import Split, load_dataset
 from mnist_rnn.errors import UsageError
-from mnist_rnn.execution import plan_scoring, select_device
+from mnist_rnn.execution import MIN_SHARD, plan_scoring, scoring_shards, select_device
 from mnist_rnn.layouts import READ_PER_CALL, input_permutation, sequence_shape, to_images
 from mnist_rnn.mnist import NUM_CLASSES
 from mnist_rnn.model import build_twin
@@ -70,34 +70,63 @@ class Scorer:
     (GPU, strategies): Keras's predict on the model itself, or on its twin if it is stateful.
     """
 
-    def __init__(self, cfg: Config, xla: bool) -> None:
-        self.cfg, self.batch_size, self.xla = cfg, cfg.train.eval_batch_size, xla
+    def __init__(self, cfg: Config, xla: bool, shards: int = 1) -> None:
+        self.cfg, self.batch_size, self.xla, self.shards = cfg, cfg.train.eval_batch_size, xla, shards
         self._twin: keras.Model | None = None
-        self._step: Any = None
+        self._steps: tuple[Any, Any] = (None, None)
 
     def __call__(self, model: keras.Model, x: np.ndarray) -> np.ndarray:
         if not self.xla:
             return keras_predict(inference_model(self.cfg, model), x, self.batch_size)
         if not len(x):
             return np.empty((0, NUM_CLASSES), np.float32)
-        step, b = self._compiled(model), self.batch_size
+        (whole, sharded), b = self._compiled(model), self.batch_size
         # A short last batch is a second compiled shape, kept for the next call (validation every
         # epoch); padding it instead cost up to a whole batch of work (pixels: 2,000 scored for 1,024).
-        return np.concatenate([step(x[i : i + b]).numpy() for i in range(0, len(x), b)])
+        return np.concatenate(
+            [
+                (sharded if len(x[i : i + b]) >= self.shards * MIN_SHARD else whole)(x[i : i + b]).numpy()
+                for i in range(0, len(x), b)
+            ]
+        )
 
     def score(self, model: keras.Model, split: Split) -> Scores:
         return scores_from_probabilities(self(model, split.x), split.y)
 
-    def _compiled(self, model: keras.Model) -> Any:
-        import tensorflow as tf
-
+    def _compiled(self, model: keras.Model) -> tuple[Any, Any]:
         if self._twin is None:
             twin = build_twin(self.cfg.model, model.get_weights(), sequence_shape(self.cfg.data.layout))
             self._twin = twin
-            self._step = tf.function(lambda x: twin(x, training=False), jit_compile=True)
+            self._steps = _xla_steps(twin, self.shards)
         else:
             self._twin.set_weights(model.get_weights())
-        return self._step
+        return self._steps
+
+
+def _xla_steps(twin: keras.Model, shards: int) -> tuple[Any, Any]:
+    """(whole, sharded): a batch as one XLA call, and as `shards` XLA calls that a plain graph runs side by
+    side, one per core (a small model's XLA forward pass runs on one core, as its training step does:
+    sharded_step.py). The calls take the weights as values, so no resource ordering serialises them."""
+    import tensorflow as tf
+
+    whole = tf.function(lambda x: twin(x, training=False), jit_compile=True)
+    if shards == 1:
+        return whole, whole
+    forward = tf.function(
+        lambda trainable, others, x: twin.stateless_call(trainable, others, x, training=False)[0],
+        jit_compile=True,
+        reduce_retracing=True,
+    )
+
+    @tf.function(reduce_retracing=True)
+    def sharded(x: Any) -> Any:
+        n = tf.shape(x)[0]
+        sizes = tf.stack([n // shards] * (shards - 1) + [n - n // shards * (shards - 1)])
+        trainable = [v.value for v in twin.trainable_variables]
+        others = [v.value for v in twin.non_trainable_variables]
+        return tf.concat([forward(trainable, others, part) for part in tf.split(x, sizes, num=shards)], 0)
+
+    return whole, sharded
 
 
 def evaluate_run(
@@ -119,7 +148,8 @@ def evaluate_run(
     target = dataset.test if split == "test" else dataset.val
     assert target is not None
     # TensorFlow's own choice of device (a GPU if it sees one); the scoring path follows the run's config
-    probs = Scorer(cfg, plan_scoring(cfg, select_device(Device.auto)))(run.model, target.x)
+    xla = plan_scoring(cfg, select_device(Device.auto))
+    probs = Scorer(cfg, xla, scoring_shards(cfg, xla))(run.model, target.x)
     report = {
         "checkpoint": checkpoint,
         "checkpoint_path": str(path),

@@ -7,6 +7,7 @@ TensorFlow is imported inside the functions that need it: the config loader impo
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 from dataclasses import dataclass
@@ -38,11 +39,18 @@ XLA_MIN_STEPS = 100
 # [1.25-1.54] the plain graph (2x128 rows, AVX2 EPYC, paired slices; same JSON).
 XLA_CELLS_SHORT = frozenset({Cell.gru})
 # An XLA step of a small RNN runs on one core; the batch split into one shard per core, run side by side
-# (sharded_step.py), paid on 2 cores for stacked models on rows and not for one layer (AVX2 EPYC, paired
-# slices, scripts/shards_ab.py; docs/bench/2026-12-03-epyc-avx2-shards-ab.json): LSTM 2x128 1.54x
+# (sharded_step.py), paid on 2 cores for stacked models on rows on an AVX2 EPYC but not for one layer
+# (paired slices, scripts/shards_ab.py; docs/bench/2026-12-03-epyc-avx2-shards-ab.json): LSTM 2x128 1.54x
 # [1.44-1.75], GRU 2x128 1.34x [1.00-1.84]; LSTM 1x128 rows 0.93x [0.88-1.11], 1x128 pixels 0.93x
-# [0.90-0.98]. So `auto` shards stacked models on short sequences. Shards below MIN_SHARD: not measured.
+# [0.90-0.98]. On an AVX-512 EPYC one layer on rows pays too, one layer on pixels is not decided (20
+# rounds each, docs/bench/2026-12-04-epyc-avx512-shards-ab.json). So `auto` shards stacked models on short
+# sequences, and with AVX-512 one-layer models on them too. Shards below MIN_SHARD: not measured.
 SHARD_MIN_LAYERS = 2
+SHARD_ONE_LAYER_VECTOR = "AVX-512"
+# Scoring in shards (evaluate.Scorer: the eval batch as one XLA call per core, side by side) paid on an
+# AVX-512 EPYC, 10 rounds of paired slices: LSTM 1x128 pixels 1.18x [1.16-1.27], LSTM 2x128 rows 1.16x
+# [1.12-1.19], LSTM 1x128 rows and GRU 2x128 rows 1.07x [1.03-1.13]; not measured with AVX2, so only there.
+SHARD_SCORING_VECTOR = "AVX-512"
 MIN_SHARD = 32
 
 
@@ -95,8 +103,9 @@ def describe_device(device: str) -> str:
     return f"{device} ({platform.processor() or platform.machine()}, TensorFlow CPU)"
 
 
-def cpu_description() -> str:
-    """The CPU model and its widest vector extension (speed choices differ between AVX2 and AVX-512)."""
+@functools.cache
+def _cpu_facts() -> tuple[str, str]:
+    """(CPU model, widest vector extension: "AVX-512", "AVX2" or "no AVX2"), read once per process."""
     model, flags = platform.processor() or platform.machine(), set[str]()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -105,8 +114,18 @@ def cpu_description() -> str:
             elif line.startswith("flags") and not flags:
                 flags = set(line.split(":", 1)[1].split())
     except OSError:  # not Linux: the platform's own name is all there is
-        return model
-    vector = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
+        return model, "unknown vector extensions"
+    return model, "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
+
+
+def cpu_vector() -> str:
+    """The CPU's widest vector extension: speed choices differ between AVX2 and AVX-512."""
+    return _cpu_facts()[1]
+
+
+def cpu_description() -> str:
+    """The CPU model and its widest vector extension, as every recorded figure states it."""
+    model, vector = _cpu_facts()
     return f"{model} ({vector}, {os.cpu_count()} logical CPUs)"
 
 
@@ -201,13 +220,15 @@ def plan_execution(cfg: Config, device: str) -> Execution:
 
 def _batch_shards(cfg: Config, device: str, xla: bool) -> int:
     """`train.batch_shards`, or by default one shard per CPU core (`cpu_threads` if set) on an XLA run on a
-    CPU of a stacked model on short sequences, each of at least MIN_SHARD samples (see SHARD_MIN_LAYERS).
-    The config's rules refuse shards where they cannot run."""
+    CPU of a model on short sequences, each of at least MIN_SHARD samples: stacked models, and with AVX-512
+    one layer too (see SHARD_MIN_LAYERS). The config's rules refuse shards where they cannot run."""
     if cfg.train.batch_shards is not None:
         return cfg.train.batch_shards
+    if not (xla and device.startswith("/CPU")):  # (a strategy returned from plan_execution earlier)
+        return 1
     short = LAYOUT_SHAPES[cfg.data.layout][0] < XLA_MIN_STEPS
-    stacked = len(cfg.model.units) >= SHARD_MIN_LAYERS  # (a strategy returned from plan_execution earlier)
-    if not (xla and device.startswith("/CPU") and short and stacked):
+    stacked = len(cfg.model.units) >= SHARD_MIN_LAYERS
+    if not short or not (stacked or cpu_vector() == SHARD_ONE_LAYER_VECTOR):
         return 1
     cores = cfg.train.cpu_threads or len(os.sched_getaffinity(0))
     return max(1, min(cores, cfg.train.batch_size // MIN_SHARD))
@@ -227,6 +248,16 @@ def plan_scoring(cfg: Config, device: str) -> bool:
     compile costs 0.2-0.3 s more than a graph's trace, once per run. It runs with op determinism on (no
     Keras fit step is involved, so Keras's own refusal of XLA under determinism does not apply)."""
     return device.startswith("/CPU") and cfg.train.strategy is Strategy.none
+
+
+def scoring_shards(cfg: Config, xla: bool) -> int:
+    """How many side-by-side XLA calls the Scorer splits each eval batch into (see SHARD_SCORING_VECTOR):
+    one per core (`cpu_threads` if set), each of at least MIN_SHARD images; 1 off the XLA scoring path
+    (`xla`: what `plan_scoring` decided)."""
+    if not xla or cpu_vector() != SHARD_SCORING_VECTOR:
+        return 1
+    cores = cfg.train.cpu_threads or len(os.sched_getaffinity(0))
+    return max(1, min(cores, cfg.train.eval_batch_size // MIN_SHARD))
 
 
 def running_execution(model: keras.Model) -> Execution:

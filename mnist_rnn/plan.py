@@ -13,7 +13,14 @@ from typing import Any
 
 from mnist_rnn.config import Config
 from mnist_rnn.distribute import check_precision, is_chief, make_strategy
-from mnist_rnn.execution import Execution, plan_execution, plan_scoring, select_device, set_cpu_threads
+from mnist_rnn.execution import (
+    Execution,
+    plan_execution,
+    plan_scoring,
+    scoring_shards,
+    select_device,
+    set_cpu_threads,
+)
 
 
 @dataclass(frozen=True)
@@ -25,6 +32,7 @@ class RunPlan:
     mixed_precision: bool
     execution: Execution  # the recurrent kernel, XLA and the replicas of a new model
     scoring_xla: bool  # validation, the final test and eval score through the XLA-compiled twin
+    scoring_shards: int  # ... in that many side-by-side XLA calls per batch
 
     def record(self) -> dict[str, Any]:
         """The plan as metrics.json and command.txt keep it (the strategy by its name)."""
@@ -36,6 +44,7 @@ class RunPlan:
             "mixed_precision": self.mixed_precision,
             **asdict(self.execution),
             "scoring_xla": self.scoring_xla,
+            "scoring_shards": self.scoring_shards,
         }
 
 
@@ -50,6 +59,7 @@ def make_plan(cfg: Config) -> RunPlan:
     execution = plan_execution(cfg, device)
     if strategy is not None:
         execution = Execution(execution.fused, execution.xla, strategy.num_replicas_in_sync)
+    xla = plan_scoring(cfg, device)
     return RunPlan(
-        device, threads, strategy, chief, cfg.train.mixed_precision, execution, plan_scoring(cfg, device)
+        device, threads, strategy, chief, cfg.train.mixed_precision, execution, xla, scoring_shards(cfg, xla)
     )

@@ -128,7 +128,7 @@ def open_session(
     clock.saved(state.epoch * shape.steps + state.step)  # where the run (re)starts
     return Session(
         cfg, data, run_dir, plan, console, model, running, state, shape, clock, tensorboard,
-        progress_bar(console), Scorer(cfg, plan.scoring_xla),
+        progress_bar(console), Scorer(cfg, plan.scoring_xla, plan.scoring_shards),
     )  # fmt: skip
 
 

@@ -115,14 +115,15 @@ def mnist_rnn_variant(
     case: Case, input_shape: tuple[int, int], device: str, name: str = "mnist_rnn"
 ) -> Variant:
     from mnist_rnn.evaluate import Scorer
-    from mnist_rnn.execution import plan_execution, plan_scoring
+    from mnist_rnn.execution import plan_execution, plan_scoring, scoring_shards
     from mnist_rnn.loop import compile_model, fit_epoch
     from mnist_rnn.model import build_model
 
     holder: dict[str, Any] = {}
     cfg = case_config(case)
     execution = plan_execution(cfg, device)  # what `mnist-rnn train` would choose for this config
-    scorer = Scorer(cfg, plan_scoring(cfg, device))  # what its validation, test and eval run
+    xla = plan_scoring(cfg, device)
+    scorer = Scorer(cfg, xla, scoring_shards(cfg, xla))  # what its validation, test and eval run
 
     def warm(x: np.ndarray, y: np.ndarray) -> None:
         holder["m"] = build_model(cfg.model, input_shape, fused=execution.fused, shards=execution.shards)

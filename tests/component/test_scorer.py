@@ -9,7 +9,7 @@ import pytest
 
 from mnist_rnn.config import Config, Strategy
 from mnist_rnn.evaluate import Scorer
-from mnist_rnn.execution import plan_scoring
+from mnist_rnn.execution import plan_scoring, scoring_shards
 from mnist_rnn.model import build_model, uses_fused_lstm
 from mnist_rnn.trained import inference_model, keras_predict
 
@@ -31,13 +31,14 @@ def _images(n: int, seed: int = 0) -> np.ndarray:
         ({"cell": "janet"}, False, 130),
     ],
 )
-def test_scorer_gives_keras_predictions(model: dict, fused: bool, n: int) -> None:
+@pytest.mark.parametrize("shards", [1, 2])
+def test_scorer_gives_keras_predictions(model: dict, fused: bool, n: int, shards: int) -> None:
     cfg = _config(**model)
     trained = build_model(cfg.model, (28, 28), fused=fused)
     assert uses_fused_lstm(trained) == fused
     x = _images(n)
     expected = keras_predict(inference_model(cfg, trained), x, 64)
-    got = Scorer(cfg, xla=True)(trained, x)
+    got = Scorer(cfg, xla=True, shards=shards)(trained, x)  # shards: batches of 64 in two XLA calls
     assert got.shape == (n, 10) and got.dtype == np.float32
     np.testing.assert_allclose(got, expected, atol=1e-5)
 
@@ -50,7 +51,7 @@ def test_scorer_of_no_images_is_an_empty_table() -> None:  # Keras's own predict
 def test_scorer_follows_the_weights_of_each_call() -> None:
     """Built once per run and reused every epoch: a stale copy of the weights would score the wrong model."""
     cfg = _config()
-    scorer, model, x = Scorer(cfg, xla=True), build_model(_config().model, (28, 28)), _images(70)
+    scorer, model, x = Scorer(cfg, xla=True, shards=2), build_model(_config().model, (28, 28)), _images(70)
     first = scorer(model, x)
     model.set_weights([w + 0.1 for w in model.get_weights()])
     second = scorer(model, x)
@@ -75,3 +76,17 @@ def test_scoring_uses_xla_on_a_cpu_without_a_strategy_only() -> None:
     assert not plan_scoring(cfg, "/GPU:0")  # cuDNN's kernels, which XLA would replace
     mirrored = cfg.model_copy(update={"train": cfg.train.model_copy(update={"strategy": Strategy.mirrored})})
     assert not plan_scoring(mirrored, "/CPU:0")
+
+
+@pytest.mark.parametrize(
+    ("vector", "cores", "threads", "shards"),
+    [("AVX-512", 2, None, 2), ("AVX-512", 1, None, 1), ("AVX-512", 2, 1, 1), ("AVX2", 2, None, 1)],
+)
+def test_scoring_shards_one_per_core_where_measured_to_pay(
+    vector: str, cores: int, threads: int | None, shards: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(cores)))
+    monkeypatch.setattr("mnist_rnn.execution.cpu_vector", lambda: vector)
+    cfg = Config.model_validate({"train": {"cpu_threads": threads}})
+    assert scoring_shards(cfg, xla=True) == shards
+    assert scoring_shards(cfg, xla=False) == 1  # off the XLA scoring path (a GPU, a strategy)

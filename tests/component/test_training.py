@@ -62,8 +62,8 @@ def test_each_execution_decision_is_made_once_per_run_and_recorded(
 
     from mnist_rnn import distribute, execution
 
-    decisions = ["select_device", "set_cpu_threads", "plan_execution", "plan_scoring", "make_strategy",
-                 "check_precision", "is_chief"]  # fmt: skip
+    decisions = ["select_device", "set_cpu_threads", "plan_execution", "plan_scoring", "scoring_shards",
+                 "make_strategy", "check_precision", "is_chief"]  # fmt: skip
     calls = {name: 0 for name in decisions}
     for name in decisions:
         original = getattr(execution, name, None) or getattr(distribute, name)
@@ -80,6 +80,7 @@ def test_each_execution_decision_is_made_once_per_run_and_recorded(
     assert metrics["plan"] == {
         "device": "/CPU:0", "cpu_threads": 0, "strategy": None, "chief": True, "mixed_precision": False,
         "fused": False, "xla": False, "replicas": 1, "shards": 1, "scoring_xla": True,
+        "scoring_shards": execution.scoring_shards(load_config(tiny_config), True),  # AVX-512: per core
     }  # fmt: skip
     command = (tmp_path / "run" / "command.txt").read_text()
     assert "run plan: device /CPU:0, cpu_threads 0, strategy None" in command

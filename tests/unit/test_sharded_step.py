@@ -114,17 +114,25 @@ def test_plan_gives_one_shard_per_core_to_xla_runs_on_a_cpu(
 
 
 @pytest.mark.parametrize(
-    ("model", "layout", "shards"),
+    ("model", "layout", "vector", "shards"),
     [
-        (ModelConfig(units=(128,)), "rows", 1),  # one layer: not decided on rows (execution.py)
-        (ModelConfig(units=(128,)), "pixels", 1),  # slower on long sequences
-        (ModelConfig(cell="gru", units=(64, 64)), "rows", 2),
-        (ModelConfig(units=(64, 64, 64)), "columns", 2),
+        (ModelConfig(units=(128,)), "rows", "AVX2", 1),  # one layer: not decided on rows (execution.py)
+        (ModelConfig(units=(128,)), "pixels", "AVX2", 1),  # slower on long sequences
+        (ModelConfig(cell="gru", units=(64, 64)), "rows", "AVX2", 2),
+        (ModelConfig(units=(64, 64, 64)), "columns", "AVX2", 2),
+        (ModelConfig(units=(128,)), "rows", "AVX-512", 2),  # with AVX-512 one layer pays too
+        (ModelConfig(units=(128,)), "pixels", "AVX-512", 1),  # not decided on long sequences
+        (ModelConfig(units=(128, 128)), "pixels", "AVX-512", 1),  # XLA off there: nothing to shard
     ],
 )
-def test_auto_shards_stacked_models_on_short_sequences(model, layout, shards, monkeypatch) -> None:
+def test_auto_shards_stacked_models_on_short_sequences_and_one_layer_with_avx512(
+    model, layout, vector, shards, monkeypatch
+) -> None:
     monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1})
-    cfg = Config(data=DataConfig(layout=layout), model=model, train=TrainConfig(jit_compile="on"))
+    monkeypatch.setattr("mnist_rnn.execution.cpu_vector", lambda: vector)
+    cfg = Config(
+        data=DataConfig(layout=layout), model=model, train=TrainConfig(jit_compile="auto", epochs=50)
+    )
     assert plan_execution(cfg, "/CPU:0").shards == shards
 
 
