@@ -47,9 +47,11 @@ XLA_CELLS_SHORT = frozenset({Cell.gru})
 # sequences, and with AVX-512 one-layer models on them too. Shards below MIN_SHARD: not measured.
 SHARD_MIN_LAYERS = 2
 SHARD_ONE_LAYER_VECTOR = "AVX-512"
-# Scoring in shards (evaluate.Scorer: the eval batch as one XLA call per core, side by side) paid on an
-# AVX-512 EPYC, 10 rounds of paired slices: LSTM 1x128 pixels 1.18x [1.16-1.27], LSTM 2x128 rows 1.16x
-# [1.12-1.19], LSTM 1x128 rows and GRU 2x128 rows 1.07x [1.03-1.13]; not measured with AVX2, so only there.
+# Scoring in shards (evaluate.Scorer: each eval batch of 1,000 as one XLA call per core, side by side) on
+# an AVX-512 EPYC, 12 rounds of paired slices (docs/bench/2026-12-04-epyc-avx512-scoring-shards-ab.json):
+# LSTM 2x128 rows 1.14x [1.11-1.16], LSTM 1x128 pixels 1.14x [1.12-1.20], LSTM 1x128 rows 1.07x
+# [1.00-1.12], GRU 2x128 rows 1.08x [0.99-1.13], the same probabilities to the bit. Not measured with
+# AVX2: AVX-512 only.
 SHARD_SCORING_VECTOR = "AVX-512"
 MIN_SHARD = 32
 

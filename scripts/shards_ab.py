@@ -7,6 +7,7 @@ A/A. Writes JSON with the machine; docs/bench/*-shards-ab.json holds a run of it
 
     python scripts/shards_ab.py --rounds 12 --out docs/bench/DATE-CPU-shards-ab.json
     python scripts/shards_ab.py --against 2 --shards 4     # two shard counts against each other
+    python scripts/shards_ab.py --scoring --shards 2       # scoring (evaluate.Scorer) instead of training
 
 The keys keep their names whatever is compared: `sharded_over_one` is `--shards` over `--against`.
 """
@@ -18,6 +19,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +30,7 @@ import numpy as np  # noqa: E402
 
 from mnist_rnn.config import Config, DataConfig, ModelConfig, TrainConfig  # noqa: E402
 from mnist_rnn.data import load_embedded  # noqa: E402
+from mnist_rnn.evaluate import Scorer  # noqa: E402
 from mnist_rnn.execution import cpu_description, plan_execution  # noqa: E402
 from mnist_rnn.loop import compile_model, fit_epoch  # noqa: E402
 from mnist_rnn.measure import neighbour_ratio, summarise  # noqa: E402
@@ -35,6 +38,7 @@ from mnist_rnn.mnist import LAYOUT_SHAPES  # noqa: E402
 from mnist_rnn.model import build_model  # noqa: E402
 
 BATCH = 128
+SCORED = {"rows": 4000, "pixels": 2000}  # test images per scoring slice: 4 or 2 eval batches of 1,000
 CASES = {  # name: (cell, units, layout, batches per slice)
     "lstm1x128-rows": ("lstm", (128,), "rows", 32),
     "lstm2x128-rows": ("lstm", (128, 128), "rows", 24),
@@ -53,6 +57,72 @@ def _trainer(case: str, shards: int | None) -> tuple[Any, str]:
     return model, execution.describe()
 
 
+def paired(rate: Callable[[str], float], rounds: int, subject: str, others: list[str]) -> dict[str, list]:
+    """Slices subject, other, subject, other, ... (the others rotated each round): each other's slice over
+    the subject's either side of it (mnist_rnn/measure.py), so the ratio is the other's over the subject's."""
+    pairs: dict[str, list[float]] = {name: [] for name in others}
+    before = rate(subject)
+    for r in range(rounds):
+        for name in others[r % len(others) :] + others[: r % len(others)]:
+            other = rate(name)
+            after = rate(subject)
+            pairs[name].append(1.0 / neighbour_ratio(before, other, after))
+            before = after
+    return pairs
+
+
+def training_rate(models: dict[str, Any], x: np.ndarray, y: np.ndarray) -> Callable[[str], float]:
+    """Each model trained once over the first half (compiles, traces: warm-up); then a function that
+    trains a named model over one half, the halves in turn, and returns its samples per second."""
+    half = len(x) // 2
+    for model in models.values():
+        fit_epoch(model, x[:half], y[:half], BATCH, "/CPU:0")
+    turn = 0
+
+    def rate(name: str) -> float:
+        nonlocal turn
+        lo = (turn % 2) * half
+        turn += 1
+        start = time.perf_counter()
+        fit_epoch(models[name], x[lo : lo + half], y[lo : lo + half], BATCH, "/CPU:0")
+        return half / (time.perf_counter() - start)
+
+    return rate
+
+
+def measure_scoring(case: str, rounds: int, shards: int, against: int = 1) -> dict[str, Any]:
+    """The same pairing for scoring: `evaluate.Scorer` with `shards` XLA calls per batch against `against`."""
+    cell, units, layout, _ = CASES[case]
+    cfg = Config(data=DataConfig(layout=layout), model=ModelConfig(cell=cell, units=units))
+    x = load_embedded()["test_images"][: SCORED[layout]].astype(np.float32) / 255
+    x = x.reshape(-1, *LAYOUT_SHAPES[layout])
+    model = build_model(cfg.model, LAYOUT_SHAPES[layout])
+    scorers = {
+        "one": Scorer(cfg, True, against),
+        "sharded": Scorer(cfg, True, shards),
+        "one_aa": Scorer(cfg, True, against),
+    }
+    for scorer in scorers.values():
+        scorer(model, x)  # compile: warm-up
+    difference = float(np.abs(scorers["one"](model, x) - scorers["sharded"](model, x)).max())
+
+    def rate(name: str) -> float:
+        start = time.perf_counter()
+        scorers[name](model, x)
+        return len(x) / (time.perf_counter() - start)
+
+    pairs = paired(rate, rounds, "one", ["sharded", "one_aa"])
+    return {
+        "case": case,
+        "scoring": True,
+        "shards": shards,
+        "against": against,
+        "max_probability_difference": difference,
+        "sharded_over_one": summarise(pairs["sharded"]),
+        "aa_over_one": summarise(pairs["one_aa"]),
+    }
+
+
 def measure(case: str, rounds: int, shards: int | None = None, against: int = 1) -> dict[str, Any]:
     _, _, layout, batches = CASES[case]
     arrays = load_embedded()
@@ -64,27 +134,8 @@ def measure(case: str, rounds: int, shards: int | None = None, against: int = 1)
         "sharded": _trainer(case, shards),
         "one_aa": _trainer(case, against),
     }
-    half = n // 2
-    for model, _ in variants.values():
-        fit_epoch(model, x[:half], y[:half], BATCH, "/CPU:0")  # compile both shapes' worth: warm-up
-    turn = 0
-
-    def rate(name: str) -> float:
-        nonlocal turn
-        lo = (turn % 2) * half
-        turn += 1
-        start = time.perf_counter()
-        fit_epoch(variants[name][0], x[lo : lo + half], y[lo : lo + half], BATCH, "/CPU:0")
-        return half / (time.perf_counter() - start)
-
-    pairs: dict[str, list[float]] = {"sharded": [], "one_aa": []}
-    before = rate("one")
-    for r in range(rounds):
-        for name in ("sharded", "one_aa") if r % 2 == 0 else ("one_aa", "sharded"):
-            other = rate(name)
-            after = rate("one")
-            pairs[name].append(1.0 / neighbour_ratio(before, other, after))  # variant over one shard
-            before = after
+    rate = training_rate({name: model for name, (model, _) in variants.items()}, x, y)
+    pairs = paired(rate, rounds, "one", ["sharded", "one_aa"])
     return {
         "case": case,
         "shards": shards,
@@ -95,6 +146,15 @@ def measure(case: str, rounds: int, shards: int | None = None, against: int = 1)
     }
 
 
+def write_results(out: Path, rounds: int, results: list[dict[str, Any]]) -> None:
+    """The JSON that docs/bench keeps: the machine (CPU kind), the rounds and each case's result."""
+    import tensorflow as tf
+
+    machine = {"cpu": cpu_description(), "cpus": os.cpu_count(), "tensorflow": tf.__version__}
+    out.write_text(json.dumps({"machine": machine, "rounds": rounds, "results": results}, indent=1))
+    print(f"wrote {out}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=12)
@@ -102,16 +162,17 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("shards-ab.json"))
     parser.add_argument("--shards", type=int, default=None, help="the variant's shards [default: auto]")
     parser.add_argument("--against", type=int, default=1, help="the baseline's shards [default: 1]")
+    parser.add_argument("--scoring", action="store_true", help="time scoring, not training")
     args = parser.parse_args()
-    import tensorflow as tf
 
     results = []
     for case in args.cases:
-        results.append(measure(case, args.rounds, args.shards, args.against))
+        if args.scoring:
+            results.append(measure_scoring(case, args.rounds, args.shards or 2, args.against))
+        else:
+            results.append(measure(case, args.rounds, args.shards, args.against))
         print(json.dumps(results[-1]), flush=True)
-    machine = {"cpu": cpu_description(), "cpus": os.cpu_count(), "tensorflow": tf.__version__}
-    args.out.write_text(json.dumps({"machine": machine, "rounds": args.rounds, "results": results}, indent=1))
-    print(f"wrote {args.out}")
+    write_results(args.out, args.rounds, results)
 
 
 if __name__ == "__main__":
