@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from mnist_rnn import runs
-from mnist_rnn.config import config_diff, config_to_dict, flatten
+from mnist_rnn.config_files import config_diff, config_to_dict, flatten
 from mnist_rnn.errors import RunError
 
 

@@ -103,6 +103,20 @@ def _expand_user(path: Path | None) -> Path | None:
     return path.expanduser() if path is not None else None
 
 
+class AugmentConfig(_Frozen):
+    """Random transforms of training images (augment.py): each draws uniformly from [-x, x] per image;
+    scale from [1 - x, 1 + x]; blur's sigma from [0, x]. Zero turns a transform off."""
+
+    rotation: Annotated[float, Field(ge=0.0, le=180.0)] = 0.0  # degrees
+    translate: Annotated[float, Field(ge=0.0, le=14.0)] = 0.0  # pixels, each axis
+    scale: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0  # relative size
+    shear: Annotated[float, Field(ge=0.0, lt=60.0)] = 0.0  # degrees
+    elastic_alpha: Annotated[float, Field(ge=0.0, le=100.0)] = 0.0  # Simard et al. 2003's alpha (pixels)
+    elastic_sigma: Annotated[float, Field(gt=0.0, le=10.0)] = 4.0  # smoothness of the elastic field
+    thickness: Annotated[float, Field(ge=0.0, le=2.0)] = 0.0  # pixels of dilation (+) or erosion (-)
+    blur: Annotated[float, Field(ge=0.0, le=3.0)] = 0.0  # Gaussian sigma, pixels
+
+
 class DataConfig(_Frozen):
     source: Source = Source.embedded
     dir: Annotated[Path | None, AfterValidator(_expand_user)] = None
@@ -113,6 +127,7 @@ class DataConfig(_Frozen):
     chunk_steps: PositiveInt | None = None  # stateful TBPTT: cut each sequence into chunks of N steps
     download: bool = False  # source: tfds only; never download unless the user allows it
     permutation_seed: Annotated[int, Field(ge=0, lt=2**32)] | None = None  # permuted_pixels; left out: 0
+    augment: AugmentConfig | None = None  # training images only; off when left out
 
     @model_validator(mode="before")
     @classmethod
@@ -261,6 +276,11 @@ def _stateful_rules(cfg: Config) -> tuple[Key, str] | None:
         return ("model", "head"), (
             "mean over time would only see one chunk; use head: last with data.chunk_steps"
         )
+    if chunk is not None and cfg.data.augment is not None:
+        return ("data", "augment"), (
+            "cannot be used with data.chunk_steps (each chunk of an image would be transformed apart); "
+            "remove one of them"
+        )
     if chunk is not None and cfg.train.reset_states != "epoch":
         return ("train", "reset_states"), "is set by data.chunk_steps (reset after each image's last chunk)"
     return None
@@ -308,23 +328,3 @@ def _shard_rules(cfg: Config) -> tuple[Key, str] | None:
             f"must be at most train.batch_size={train.batch_size}, got {train.batch_shards}"
         )
     return None
-
-
-# ------------------------------------------------------------------------------------------- output
-
-
-def config_to_dict(cfg: Config) -> dict[str, Any]:
-    return cfg.model_dump(mode="json")
-
-
-def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
-    """{"model": {"units": [8]}} -> {"model.units": [8]}: dotted keys to leaf values."""
-    if isinstance(data, dict):
-        return {k: v for key, value in data.items() for k, v in flatten(value, f"{prefix}{key}.").items()}
-    return {prefix.rstrip("."): data}
-
-
-def config_diff(a: Config, b: Config) -> list[str]:
-    """Dotted keys whose values differ between two configs."""
-    fa, fb = flatten(config_to_dict(a)), flatten(config_to_dict(b))
-    return sorted(key for key in fa.keys() | fb.keys() if fa.get(key) != fb.get(key))

@@ -12,12 +12,12 @@ import difflib
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from mnist_rnn.config import Config, Key, config_to_dict, cross_key_violation
+from mnist_rnn.config import Config, Key, cross_key_violation
 from mnist_rnn.errors import ConfigError
 from mnist_rnn.execution import fused_kernel_violation
 
@@ -163,7 +163,9 @@ def _apply_override(layers: _Layers, item: str) -> None:
     parts, value = parse_override(item)
     node = layers.data
     for i, part in enumerate(parts[:-1]):
-        child = node.setdefault(part, {})
+        child = node.get(part)
+        if child is None:  # a section left out, or an optional one that is off (data.augment: null)
+            child = node[part] = {}
         if not isinstance(child, dict):
             where = ".".join(parts[: i + 1])
             raise ConfigError(f"--set {item}: {where} is a value, not a section; set {where}=... instead")
@@ -207,9 +209,12 @@ def _fields_at(loc: Key) -> list[str]:
     for part in loc[:-1]:
         field = model.model_fields.get(str(part))
         annotation = getattr(field, "annotation", None)
-        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+        # an optional section (data.augment: AugmentConfig | None) offers its section's keys
+        sections = [a for a in (annotation, *get_args(annotation)) if isinstance(a, type)]
+        sections = [a for a in sections if issubclass(a, BaseModel)]
+        if not sections:
             return []
-        model = annotation
+        model = sections[0]
     return list(model.model_fields)
 
 
@@ -221,7 +226,8 @@ def _describe(err: Any) -> str:
         close = difflib.get_close_matches(str(loc[-1]), valid, n=1)
         hint = f"did you mean '{close[0]}'? " if close else ""
         return f"unknown key; {hint}valid keys here: {', '.join(valid)}"
-    if kind == "greater_than" and ctx.get("gt") == 0 and isinstance(value, int):
+    # an integer field's bound is an int (PositiveInt); a float field's is a float (elastic_sigma's 0.0)
+    if kind == "greater_than" and type(ctx.get("gt")) is int and ctx["gt"] == 0 and isinstance(value, int):
         return f"must be a positive integer, got {value!r}"
     if kind in ("tuple_type", "list_type"):
         return f"must be a list, e.g. [128, 128], got {value!r}"
@@ -257,3 +263,23 @@ _Dumper.add_representer(
 def dump_config(cfg: Config) -> str:
     """The resolved config as YAML: enough to rerun with `mnist-rnn train --config`."""
     return yaml.dump(config_to_dict(cfg), Dumper=_Dumper, sort_keys=False, default_flow_style=False)
+
+
+# ------------------------------------------------------------------------------------------- output
+
+
+def config_to_dict(cfg: Config) -> dict[str, Any]:
+    return cfg.model_dump(mode="json")
+
+
+def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    """{"model": {"units": [8]}} -> {"model.units": [8]}: dotted keys to leaf values."""
+    if isinstance(data, dict):
+        return {k: v for key, value in data.items() for k, v in flatten(value, f"{prefix}{key}.").items()}
+    return {prefix.rstrip("."): data}
+
+
+def config_diff(a: Config, b: Config) -> list[str]:
+    """Dotted keys whose values differ between two configs."""
+    fa, fb = flatten(config_to_dict(a)), flatten(config_to_dict(b))
+    return sorted(key for key in fa.keys() | fb.keys() if fa.get(key) != fb.get(key))

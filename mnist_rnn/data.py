@@ -60,6 +60,8 @@ class Dataset:
     val: Split | None
     test: Split
     description: str
+    # The training split's pictures, (N, 28, 28) uint8, kept only when data.augment transforms them.
+    train_images: np.ndarray | None = None
 
     @property
     def input_shape(self) -> tuple[int, int]:
@@ -278,4 +280,7 @@ def load_dataset(cfg: DataConfig, seed: int) -> Dataset:
         f"{kind}, layout {cfg.layout}{permuted}: {len(train)} train / {len(val) if val else 0} val / "
         f"{len(test)} test, sequences of {train.x.shape[1]} steps x {train.x.shape[2]} features"
     )
-    return Dataset(train=train, val=val, test=test, description=description)
+    pictures = images[:fit_end] if cfg.augment is not None else None
+    if pictures is not None:
+        description += "; training images augmented (data.augment)"
+    return Dataset(train=train, val=val, test=test, description=description, train_images=pictures)

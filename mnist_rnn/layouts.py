@@ -77,3 +77,17 @@ def to_images(x: np.ndarray, layout: Layout | str, order: np.ndarray | None) -> 
     if Layout(layout) is Layout.columns:
         plain = plain.transpose(0, 2, 1)
     return np.round(plain.reshape(len(x), *IMAGE_SHAPE) * 255).astype(np.uint8)
+
+
+def pixel_index(layout: Layout | str, order: np.ndarray | None) -> np.ndarray:
+    """(steps, features) int32: the row-major pixel of a 28x28 picture that each model input reads, so
+    that a picture's flat pixels gathered with it equal `to_model_order(make_sequences(...))`."""
+    pixels = np.arange(IMAGE_SHAPE[0] * IMAGE_SHAPE[1], dtype=np.int32).reshape(1, *IMAGE_SHAPE)
+    layout = Layout(layout)
+    if layout is Layout.rows:
+        plain = pixels
+    elif layout is Layout.columns:
+        plain = pixels.transpose(0, 2, 1)
+    else:
+        plain = pixels.reshape(1, -1, 1)
+    return np.ascontiguousarray(to_model_order(plain, order)[0])

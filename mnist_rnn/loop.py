@@ -25,6 +25,7 @@ from mnist_rnn.distribute import distributed_fit_epoch, placement, uses_custom_s
 
 if TYPE_CHECKING:
     import keras
+    import tensorflow as tf
     from rich.progress import Progress, TaskID
 
 
@@ -165,10 +166,26 @@ def fit_epoch(
 
     A plain slices -> batch pipeline: Keras's numpy adapter adds a map stage (and a NodeDef warning).
     """
+    return fit_batches(model, array_batches(x, y, batch_size, sample_weight), device, callbacks)
+
+
+def array_batches(
+    x: np.ndarray, y: np.ndarray, batch_size: int, sample_weight: np.ndarray | None = None
+) -> tf.data.Dataset:
+    """Batches of arrays already in batch order."""
     import tensorflow as tf
 
     parts = (x, y) if sample_weight is None else (x, y, sample_weight)
-    batches = tf.data.Dataset.from_tensor_slices(parts).batch(batch_size).prefetch(2)
+    return tf.data.Dataset.from_tensor_slices(parts).batch(batch_size).prefetch(2)
+
+
+def fit_batches(
+    model: keras.Model,
+    batches: tf.data.Dataset,
+    device: str,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+) -> dict[str, Any]:
+    """One pass over a dataset of batches (an epoch's, or its rest after a resume)."""
     with placement(device):
         if uses_custom_step():  # MultiWorkerMirroredStrategy: Keras's fit does not run there
             return distributed_fit_epoch(model, batches, callbacks)

@@ -6,6 +6,7 @@
     errors.png            eval: the most confidently wrong test digits, true and predicted class
     explain.png           eval --explain N: N test digits and the class probabilities after each step
     compare.png           runs compare: validation accuracy curves of several runs on one axis
+    augment.png           train with data.augment: training digits as drawn, beside augmentations of them
 
 Every picture is written to a temporary sibling and renamed into place, so a reader never sees half a PNG.
 """
@@ -24,8 +25,8 @@ from mnist_rnn.runs import atomic_write_bytes
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-CURVES, CONFUSION, ERRORS, EXPLAIN, COMPARE = (
-    "curves.png", "confusion_matrix.png", "errors.png", "explain.png", "compare.png",
+CURVES, CONFUSION, ERRORS, EXPLAIN, COMPARE, AUGMENT = (
+    "curves.png", "confusion_matrix.png", "errors.png", "explain.png", "compare.png", "augment.png",
 )  # fmt: skip
 DPI = 100
 
@@ -161,4 +162,23 @@ def plot_compare(curves: Mapping[str, Sequence[Mapping[str, Any]]], path: Path) 
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     ax.set_title("Validation accuracy per epoch")
+    return save(fig, path)
+
+
+def plot_augment(images: np.ndarray, grid: np.ndarray, settings: str, path: Path) -> Path:
+    """Each of the (N, 28, 28) uint8 training `images` in its first column, then (N, K, 28, 28) `grid`:
+    K augmentations of it, drawn as training draws them."""
+    n, k = grid.shape[:2]
+    fig = _figure((k + 1) * 1.0, n * 1.0 + 0.7)
+    axes = np.asarray(fig.subplots(n, k + 1, squeeze=False))
+    for row in range(n):
+        for col in range(k + 1):
+            ax = axes[row, col]
+            ax.imshow(images[row] if col == 0 else grid[row, col - 1], cmap="gray", vmin=0, vmax=255)
+            ax.set_xticks([])
+            ax.set_yticks([])
+    axes[0, 0].set_title("as drawn", fontsize=8)
+    for col in range(1, k + 1):
+        axes[0, col].set_title(f"draw {col}", fontsize=8)
+    fig.suptitle(f"Training digits under data.augment\n{settings}", fontsize=9)
     return save(fig, path)

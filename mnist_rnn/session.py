@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.progress import Progress
 
 from mnist_rnn import runs
+from mnist_rnn.augment import example_grid
 from mnist_rnn.config import Config
 from mnist_rnn.data import Dataset
 from mnist_rnn.distribute import gpu_description, placement
@@ -41,6 +42,7 @@ from mnist_rnn.loop import (
 )
 from mnist_rnn.model import build_model
 from mnist_rnn.plan import RunPlan
+from mnist_rnn.plots import AUGMENT, plot_augment
 from mnist_rnn.state import TrainingState, load_training_state
 from mnist_rnn.tables import progress_bar
 from mnist_rnn.tensorboard_log import TensorBoardLog
@@ -98,6 +100,8 @@ def open_session(
     planned = runs.read_run_config(run_dir).train if resume else cfg.train  # before it is rewritten
     _record_run(run_dir, cfg, plan, resume, command)
     console.print(f"data: {data.description}", highlight=False)
+    if not resume:
+        _picture_augmentation(cfg, data, run_dir)
     announce_device(console, device, cfg.model)
     with placement(device):
         if resume:
@@ -143,6 +147,16 @@ def _record_run(
         gpu = gpu_description(plan.device)
         facts = environment_facts(plan.device) | ({"gpu": gpu} if gpu else {})
         runs.write_command(run_dir, argv, facts | {"run plan": _describe(plan)})
+
+
+def _picture_augmentation(cfg: Config, data: Dataset, run_dir: Path) -> None:
+    """augment.png: what data.augment does to a few training digits, for a person to look at."""
+    if cfg.data.augment is None or data.train_images is None:
+        return
+    images = data.train_images[:8]
+    settings = ", ".join(f"{key} {value:g}" for key, value in cfg.data.augment.model_dump().items() if value)
+    grid = example_grid(images, cfg.data.augment, cfg.seed, draws=7)
+    plot_augment(images, grid, settings or "every range 0: no augmentation", run_dir / AUGMENT)
 
 
 def _describe(plan: RunPlan) -> str:

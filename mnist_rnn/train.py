@@ -20,24 +20,29 @@ from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from rich.console import Console
 
 from mnist_rnn import runlock, runs
+from mnist_rnn.augment import augmented_batches
 from mnist_rnn.cluster import lost_worker, weights_digest, worker_scratch
-from mnist_rnn.config import Config, config_diff, config_to_dict, flatten
+from mnist_rnn.config import Config
+from mnist_rnn.config_files import config_diff, config_to_dict, flatten
 from mnist_rnn.data import Dataset, load_dataset
 from mnist_rnn.distribute import cudnn_report, distributed, gpu_description, precision
 from mnist_rnn.errors import ConfigError, Interrupted, TrainingError
 from mnist_rnn.execution import cpu_description
+from mnist_rnn.layouts import input_permutation, pixel_index
 from mnist_rnn.loop import (
     BatchWatch,
     StopRequest,
+    array_batches,
     batch_callback,
     epoch_batches,
     epoch_order,
-    fit_epoch,
+    fit_batches,
     graceful_signals,
     learning_rate,
 )
@@ -47,6 +52,9 @@ from mnist_rnn.plan import make_plan
 from mnist_rnn.plots import CURVES, plot_curves
 from mnist_rnn.session import EpochEnd, EpochHook, Session, open_session
 from mnist_rnn.tables import format_value, summary_table
+
+if TYPE_CHECKING:
+    import tensorflow as tf
 
 
 @dataclass(frozen=True)
@@ -175,8 +183,7 @@ def _run_epoch(s: Session, epoch: int) -> _Fit:
     lr = learning_rate(tcfg, epoch, s.state.schedule)
     s.model.optimizer.learning_rate.assign(lr)
     order = epoch_order(s.cfg.seed, epoch, len(s.data.train), tcfg.shuffle)
-    xs, ys, ws = epoch_batches(s.data.train.x, s.data.train.y, order, tcfg, s.cfg.data.chunk_steps)
-    rows = slice(first_step * tcfg.batch_size, None)  # a resumed epoch continues at its next batch
+    batches = _epoch_data(s, epoch, order, first_step)
     if tcfg.stateful and first_step == 0 and (tcfg.reset_states == "epoch" or s.cfg.data.chunk_steps):
         reset_states(s.model)
     task = s.progress.add_task(
@@ -192,8 +199,7 @@ def _run_epoch(s: Session, epoch: int) -> _Fit:
     callback = batch_callback(
         watch, (s.progress, task), s.stop, epoch_start, s.state.metric_state, on_step, s.shape.reset_every
     )
-    weights = None if ws is None else ws[rows]
-    logs = fit_epoch(s.model, xs[rows], ys[rows], tcfg.batch_size, s.plan.device, [callback], weights)
+    logs = fit_batches(s.model, batches, s.plan.device, [callback])
     seconds = time.perf_counter() - start
     s.progress.remove_task(task)
     if logs.get("peer_stop") and s.stop.signum is None:  # multi_worker: another worker was asked to stop
@@ -208,6 +214,21 @@ def _run_epoch(s: Session, epoch: int) -> _Fit:
         _save_mid_epoch(s, watch.last_step, seconds)  # the batch in flight finished: keep it
         raise _interrupted(s, epoch, epoch, watch.last_step)
     return _Fit(float(logs["loss"][-1]), float(logs["accuracy"][-1]), lr, seconds)
+
+
+def _epoch_data(s: Session, epoch: int, order: np.ndarray, first_step: int) -> tf.data.Dataset:
+    """The epoch's batches from `first_step` on (non-zero when a run resumes part-way through it)."""
+    tcfg, data = s.cfg.train, s.data
+    rows = slice(first_step * tcfg.batch_size, None)
+    if data.train_images is not None and s.cfg.data.augment is not None:
+        used = order[: s.shape.images_used][rows]  # stateful: whole batches only (never chunked here)
+        index = pixel_index(s.cfg.data.layout, input_permutation(s.cfg.data))
+        key = (s.cfg.seed, epoch, first_step)
+        return augmented_batches(
+            data.train_images[used], data.train.y[used], tcfg.batch_size, s.cfg.data.augment, index, key
+        )
+    xs, ys, ws = epoch_batches(data.train.x, data.train.y, order, tcfg, s.cfg.data.chunk_steps)
+    return array_batches(xs[rows], ys[rows], tcfg.batch_size, None if ws is None else ws[rows])
 
 
 def _save_mid_epoch(s: Session, step: int, seconds: float) -> None:

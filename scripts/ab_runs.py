@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from mnist_rnn import runs
-from mnist_rnn.config import config_to_dict, flatten
+from mnist_rnn.config_files import config_to_dict, flatten
 from mnist_rnn.execution import cpu_description
 from mnist_rnn.measure import summarise
 

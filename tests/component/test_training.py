@@ -28,7 +28,7 @@ from tests.conftest import (
 )
 
 
-def _train(config: Path, run_dir: Path, overrides: tuple[str, ...] = (), **kwargs: Any) -> dict:
+def _train(config: Path | dict, run_dir: Path, overrides: tuple[str, ...] = (), **kwargs: Any) -> dict:
     return train_run(config, run_dir, *overrides, **kwargs).metrics
 
 
@@ -320,3 +320,34 @@ def test_tensorboard_catch_up_rewrites_a_scalar_torn_by_a_kill(tmp_path: Path) -
     assert ("loss", 2) in logged_scalars(train_dir)
     TensorBoardLog(tmp_path, enabled=True).catch_up([_row(1, val=False), _row(2, val=False)])
     assert tensorboard_scalar_counts(train_dir) == each_once(range(1, 3), TRAIN_TAGS)
+
+
+def test_augmentation_reaches_the_training_batches_only(tmp_path: Path) -> None:
+    """Zero strength trains exactly as no augmentation; a strong one changes training alone: validation
+    and the final test score the plain pictures, and the run shows what it did in augment.png."""
+    from tests.conftest import TINY
+
+    mnist = {"source": "embedded", "validation": 500, "limit_train": 1024, "limit_test": 500}
+    base = {**TINY, "data": mnist, "train": {**TINY["train"], "epochs": 1}}
+    _train(base, tmp_path / "plain")
+    _train({**base, "data": {**mnist, "augment": {}}}, tmp_path / "zero")
+    assert history_without_time(tmp_path / "zero") == history_without_time(tmp_path / "plain")
+    for wa, wb in zip(trained_weights(tmp_path / "zero"), trained_weights(tmp_path / "plain"), strict=True):
+        np.testing.assert_array_equal(wa, wb)
+
+    strong = {"rotation": 30, "elastic_alpha": 30, "thickness": 1, "blur": 1}
+    run = tmp_path / "strong"
+    metrics = _train({**base, "data": {**mnist, "augment": strong}}, run)
+    row = runs.read_history(run)[-1]
+    assert float(row["loss"]) != float(runs.read_history(tmp_path / "plain")[-1]["loss"])
+    cfg = load_config(run / "config.yaml")
+    data = load_dataset(cfg.data, cfg.seed)
+    assert data.train_images is not None
+    plain = load_dataset(load_config(tmp_path / "plain" / "config.yaml").data, cfg.seed)
+    assert data.val is not None and plain.val is not None
+    np.testing.assert_array_equal(data.val.x, plain.val.x)
+    model, _ = runs.load_checkpoint(run, "last")
+    val_accuracy = float((model.predict(data.val.x, verbose=0).argmax(1) == data.val.y).mean())
+    assert float(row["val_accuracy"]) == pytest.approx(val_accuracy, abs=1e-6)
+    assert evaluate_run(run)["accuracy"] == metrics["test_accuracy"]
+    assert (run / "augment.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

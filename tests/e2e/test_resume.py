@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from mnist_rnn import runs
+from mnist_rnn.errors import RunError
 from tests.conftest import TINY, each_once, start_cli, tensorboard_scalar_counts
 
 # Slightly bigger than TINY so that an epoch lasts long enough to be interrupted in the middle of a run.
@@ -109,6 +110,43 @@ def test_interrupted_then_resumed_equals_uninterrupted(
         epochs, ("loss", "accuracy", "learning_rate")
     )
     assert tensorboard_scalar_counts(tensorboard / "validation") == each_once(epochs, ("loss", "accuracy"))
+
+
+def _mid_epoch_step(run: Path) -> int:
+    try:
+        return int(runs.read_checkpoint_state(run, "last").get("step", 0))
+    except RunError:  # not written yet, or being replaced
+        return 0
+
+
+def test_augmented_training_killed_mid_epoch_resumes_bit_for_bit(tmp_path: Path) -> None:
+    """data.augment draws from (seed, epoch, batch): a run SIGKILLed after a mid-epoch checkpoint and
+    resumed from it equals the uninterrupted run, weights and history."""
+    augment = {"rotation": 10, "translate": 2, "elastic_alpha": 20, "thickness": 0.5, "blur": 0.5}
+    cfg = {
+        **RESUMABLE,
+        "data": {**RESUMABLE["data"], "augment": augment},
+        "train": {**RESUMABLE["train"], "epochs": 3},
+    }
+    config = tmp_path / "augmented.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    reference, run = tmp_path / "uninterrupted", tmp_path / "cut"
+    code, err = _finish(start_cli("train", "-c", str(config), "--run-dir", str(reference), cwd=tmp_path))
+    assert code == 0, err
+    proc = start_cli("train", "-c", str(config), "--run-dir", str(run), cwd=tmp_path)
+    deadline = time.monotonic() + 120
+    while _mid_epoch_step(run) == 0 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert proc.poll() is None, "training finished before a mid-epoch checkpoint"
+    proc.send_signal(signal.SIGKILL)
+    code, _ = _finish(proc)
+    assert code == -signal.SIGKILL and _mid_epoch_step(run) > 0
+
+    code, err = _finish(start_cli("train", "--resume", str(run), cwd=tmp_path))
+    assert code == 0, err
+    assert _history_without_time(run) == _history_without_time(reference)
+    for got, want in zip(_weights(run), _weights(reference), strict=True):
+        np.testing.assert_array_equal(got, want)
 
 
 def test_resume_refuses_a_changed_config_and_a_finished_run(config: Path, reference: Path) -> None:
