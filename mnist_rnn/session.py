@@ -154,7 +154,10 @@ def _picture_augmentation(cfg: Config, data: Dataset, run_dir: Path) -> None:
     if cfg.data.augment is None or data.train_images is None:
         return
     images = data.train_images[:8]
-    settings = ", ".join(f"{key} {value:g}" for key, value in cfg.data.augment.model_dump().items() if value)
+    drawn = cfg.data.augment.model_dump()
+    if not drawn["elastic_alpha"]:
+        del drawn["elastic_sigma"]  # the smoothness of a field that is not drawn
+    settings = ", ".join(f"{key} {value:g}" for key, value in drawn.items() if value)
     grid = example_grid(images, cfg.data.augment, cfg.seed, draws=7)
     plot_augment(images, grid, settings or "every range 0: no augmentation", run_dir / AUGMENT)
 

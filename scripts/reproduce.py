@@ -11,7 +11,8 @@ than planned ("3 of 100"), and the next invocation resumes it from its checkpoin
 starting again. A config whose run has all its epochs is not trained again. Every figure in the table is read
 from that run's own metrics.json; nothing is typed in by hand. `--record DIR` writes the table to
 DIR/table.md and copies each run's small files (config.yaml, command.txt, history.csv, metrics.json,
-status.json) to DIR/runs/<name>/, so the figures' sources can be committed beside the table.
+status.json) to DIR/runs/<name>/, so the figures' sources can be committed beside the table; rows already in
+DIR/table.md for configs this call did not run are kept (their runs' files stay in DIR/runs/).
 """
 
 from __future__ import annotations
@@ -196,7 +197,27 @@ def record(rows: list[dict[str, Any]], folder: Path, table: str) -> None:
         for name in RECORDED:
             if (Path(row["run"]) / name).is_file():
                 shutil.copy2(Path(row["run"]) / name, target / name)
-    (folder / "table.md").write_text(table + "\n")
+    (folder / "table.md").write_text(merged_table(folder / "table.md", rows, table) + "\n")
+
+
+def merged_table(recorded: Path, rows: list[dict[str, Any]], table: str) -> str:
+    """`table` with the rows of `recorded` whose configs this call did not run kept below, in their order:
+    recording the row runs again keeps the pixel rows of an earlier session (their runs are not here)."""
+    if not recorded.is_file():
+        return table
+    ran = {f"`{row['config']}`" for row in rows}
+    kept = [
+        line for line in recorded.read_text().splitlines()[2:]
+        if line.startswith("|") and line.split("|")[2].strip() not in ran
+    ]  # fmt: skip
+    lines = table.splitlines()
+    body = sorted(lines[2:] + kept, key=_task_order)
+    return "\n".join(lines[:2] + body)
+
+
+def _task_order(line: str) -> int:
+    task = line.split("|")[1].strip()
+    return list(TASKS.values()).index(task) if task in TASKS.values() else len(TASKS)
 
 
 if __name__ == "__main__":

@@ -58,3 +58,21 @@ def test_a_hard_budget_stops_inside_an_epoch_and_scores_the_last_checkpoint(tmp_
     assert evaluated["checkpoint"] == "last" and row["test_accuracy"] == evaluated["accuracy"]
     assert json.loads((run / "status.json").read_text())["status"] == "interrupted"
     assert not (run / "metrics.json").exists()
+
+
+def test_recording_some_configs_keeps_the_recorded_rows_of_the_others(tmp_path: Path) -> None:
+    reproduce = _reproduce()
+    table = tmp_path / "table.md"
+    header = "| task | config | x |\n|---|---|---|\n"
+    table.write_text(
+        header + "| row MNIST | `row_lstm` | old |\n| pixel MNIST | `pixel_lstm` | kept |\n"
+        "| row MNIST | `row_gru` | old too |\n"
+    )
+    new = header + "| row MNIST | `row_lstm` | new |"
+    merged = reproduce.merged_table(table, [{"config": "row_lstm"}], new).splitlines()
+    assert merged[2:] == [
+        "| row MNIST | `row_lstm` | new |",
+        "| row MNIST | `row_gru` | old too |",  # not run this time: kept, with its task
+        "| pixel MNIST | `pixel_lstm` | kept |",
+    ]
+    assert reproduce.merged_table(tmp_path / "none.md", [], new) == new

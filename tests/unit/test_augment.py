@@ -103,6 +103,16 @@ def test_every_transform_alone_changes_the_pictures_and_stays_in_range(digits) -
         assert np.abs(out - plain).mean() > 0.01, key
 
 
+def test_the_resampling_kernel_and_the_elastic_gathers_agree_on_the_same_geometry(digits) -> None:
+    """Without an elastic field the geometry runs on TensorFlow's transform kernel; with one, on gathers.
+    A vanishing field must give the kernel's picture: the two read the same affine map the same way."""
+    geometry = {"rotation": 20.0, "translate": 3.0, "scale": 0.2, "shear": 15.0}
+    kernel = _pictures(digits[0][:32], AugmentConfig(**geometry))
+    gathers = _pictures(digits[0][:32], AugmentConfig(**geometry, elastic_alpha=1e-6))
+    assert np.abs(kernel - digits[0][:32] / 255.0).mean() > 0.02
+    np.testing.assert_allclose(gathers, kernel, atol=1e-4)
+
+
 def test_example_grid_draws_augmentations_of_each_digit(digits) -> None:
     grid = example_grid(digits[0][:4], EVERYTHING, seed=1, draws=3)
     assert grid.shape == (4, 3, 28, 28) and grid.dtype == np.uint8
