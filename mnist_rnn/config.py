@@ -162,9 +162,9 @@ class ModelConfig(_Frozen):
 
 
 class TrainConfig(_Frozen):
-    epochs: PositiveInt = 12
+    epochs: PositiveInt = 15
     batch_size: PositiveInt = 128
-    learning_rate: PositiveFloat = 1.0e-3
+    learning_rate: PositiveFloat = 2.0e-3
     clipnorm: PositiveFloat | None = 1.0
     lr_schedule: LrSchedule = LrSchedule.cosine
     lr_step_every: PositiveInt = 5  # lr_schedule: step — epochs between decays

@@ -136,8 +136,8 @@ def test_a_bad_range_is_a_one_line_error_naming_the_key(override: str, expected:
 
 
 def test_one_key_set_on_the_command_line_turns_augmentation_on() -> None:
-    assert load_config(CONFIGS / "default.yaml").data.augment is None
-    cfg = load_config(CONFIGS / "default.yaml", ["data.augment.rotation=5"])
+    assert load_config(CONFIGS / "smoke.yaml").data.augment is None
+    cfg = load_config(CONFIGS / "smoke.yaml", ["data.augment.rotation=5"])
     assert cfg.data.augment == AugmentConfig(rotation=5)
 
 
