@@ -86,8 +86,12 @@ def augment_images(x: tf.Tensor, cfg: AugmentConfig, seed: tf.Tensor) -> tf.Tens
         else:  # TensorFlow's own kernel: a third of the gathers' cost, the same picture to 1e-5
             transforms = tf.stack([*cols, *rows, tf.zeros_like(rows[0]), tf.zeros_like(rows[0])], axis=1)
             x = tf.raw_ops.ImageProjectiveTransformV3(
-                images=x[..., None], transforms=transforms, output_shape=[SIDE, SIDE], fill_value=0.0,
-                interpolation="BILINEAR", fill_mode="CONSTANT",
+                images=x[..., None],
+                transforms=transforms,
+                output_shape=[SIDE, SIDE],
+                fill_value=0.0,
+                interpolation="BILINEAR",
+                fill_mode="CONSTANT",
             )[..., 0]
     if cfg.blur:
         sigma = tf.random.stateless_uniform([n], seeds[6], 0.0, cfg.blur)

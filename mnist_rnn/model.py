@@ -83,6 +83,7 @@ def build_model(
     fused: bool = False,
     sequence_steps: int | None = None,
     shards: int = 1,
+    every_step: bool = False,
 ) -> keras.Model:
     """Build (not compile) the classifier for sequences of shape `input_shape` = (steps, features).
 
@@ -92,6 +93,8 @@ def build_model(
     `FusedLSTM` for the LSTM layers (the caller checks `execution.fused_lstm_blockers`). `sequence_steps` is
     the whole sequence's length where `input_shape` is a chunk of it (chrono's T_max). `shards` > 1 trains
     each batch as that many concurrent XLA computations (`sharded_step.ShardedModel`; same layers).
+    `every_step` (head `last` only): the last layer returns every step and the classifier reads each, so
+    the output is (batch, steps, 10), the probabilities after each step (`streaming.EveryStep`).
     """
     import keras
 
@@ -102,7 +105,7 @@ def build_model(
     for i, units in enumerate(cfg.units):
         is_last = i == len(cfg.units) - 1
         # The head needs every step only for `mean`; otherwise the last layer returns its last step.
-        return_sequences = not is_last or cfg.head is Head.mean
+        return_sequences = not is_last or cfg.head is Head.mean or every_step
         name = f"{cfg.cell}_{i}"
         x = _recurrent_layer(cfg, units, return_sequences, name, cpu_safe, unroll, stateful, fused)(x)
         if cfg.dropout and not is_last:
@@ -187,6 +190,7 @@ def build_twin(
     stateful: bool = False,
     cpu_safe: bool = False,
     unroll: bool = False,
+    every_step: bool = False,
 ) -> keras.Model:
     """A trained model's `weights` in a freshly built model of another shape or kind: the one way a
     trained network is rebuilt for scoring, streaming and export.
@@ -196,6 +200,7 @@ def build_twin(
     - `batch_size=1, stateful=True` with a chunk as `input_shape`: streaming, a step at a time;
     - `cpu_safe=True`: no cuDNN op in the graph (a GPU-trained model serves on a CPU);
     - `unroll=True` with a fixed batch: no loop in the graph (TFLite builtin ops).
+    - `every_step=True`: the probabilities after every step, for whole sequences (serve's `steps`).
     The stock Keras layers are always used (never the fused kernel): artefacts load without our code.
     """
     # The weights are set below: no initialisation to draw (chrono would use up random numbers).
@@ -206,6 +211,7 @@ def build_twin(
         cpu_safe=cpu_safe,
         unroll=unroll,
         stateful=stateful,
+        every_step=every_step,
     )
     twin.set_weights(weights)
     return twin

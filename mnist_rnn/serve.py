@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 from collections import deque
 from importlib import resources
 from pathlib import Path
@@ -36,7 +35,6 @@ from mnist_rnn.errors import ConfigError, DataError, ImageTooLarge, MnistRnnErro
 from mnist_rnn.images import prepare_digit
 from mnist_rnn.layouts import READ_ORDER, READ_PER_CALL, make_sequences
 from mnist_rnn.mnist import IMAGE_SHAPE
-from mnist_rnn.streaming import Streamer
 from mnist_rnn.trained import Predictor, open_model
 
 MAX_UPLOAD_BYTES = 2 * 1024 * 1024  # a phone photo of a digit fits; a 50 MB upload is refused unread
@@ -63,7 +61,7 @@ class Batcher:
         self.batches: deque[int] = deque(maxlen=BATCHES_KEPT)
 
     async def __call__(self, x: np.ndarray) -> np.ndarray:
-        """x (1, steps, features) -> its probabilities (10,)."""
+        """x (1, steps, features) -> its row of the predictor's output (its probabilities, or per row)."""
         loop = asyncio.get_running_loop()
         if self._loop is not loop or self._queue is None:  # a new event loop (a test client's): start anew
             self._loop, self._queue = loop, asyncio.Queue()
@@ -108,19 +106,20 @@ class Classifier:
         model = open_model(source)
         self.batcher = Batcher(model.predictor(), max_batch, max_wait_ms)
         self.layout, self.described = model.layout, model.described
-        self.streamer: Streamer | None = None
+        # `steps`: the probabilities after each row, batched like the answers (requests share its calls)
+        self.steps_batcher: Batcher | None = None
         try:
-            self.streamer = model.streamer()  # a row of the image per call
+            self.every_step = model.every_step()
+            self.steps_batcher = Batcher(self.every_step, max_batch, max_wait_ms)
             self.streaming_note = f"probabilities after each of the 28 {READ_PER_CALL[self.layout]}"
         except MnistRnnError as exc:  # an export, a mean head or a bidirectional model cannot stream
             self.streaming_note = str(exc)
-        self._lock = threading.Lock()  # the streaming twin carries state from call to call
 
     async def classify(self, image: np.ndarray, steps: bool) -> dict[str, Any]:
         """image (28, 28) uint8 -> class, confidence, probabilities (and per-row probabilities)."""
         x = make_sequences(image[None], self.layout)  # (1, steps, features), exactly as predict feeds it
         probs = await self.batcher(x)
-        per_row = await run_in_threadpool(self._stream, x[0]) if steps and self.streamer is not None else None
+        per_row = await self.steps_batcher(x) if steps and self.steps_batcher is not None else None
         result: dict[str, Any] = {
             "class": int(probs.argmax()),
             "confidence": float(probs.max()),
@@ -130,11 +129,6 @@ class Classifier:
         if steps:
             result["steps"] = None if per_row is None else [[float(p) for p in row] for row in per_row]
         return result
-
-    def _stream(self, sequence: np.ndarray) -> np.ndarray:
-        assert self.streamer is not None
-        with self._lock:
-            return self.streamer.stream(sequence)
 
 
 def create_app(
@@ -163,7 +157,7 @@ def create_app(
             "layout": str(classifier.layout),
             "reads": READ_ORDER[classifier.layout],
             "read_per_call": READ_PER_CALL[classifier.layout],
-            "streaming": classifier.streamer is not None,
+            "streaming": classifier.steps_batcher is not None,
             "streaming_note": classifier.streaming_note,
         }
 

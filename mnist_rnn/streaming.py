@@ -25,6 +25,14 @@ if TYPE_CHECKING:
     import keras
 
 
+def check_streamable(cfg: ModelConfig) -> None:
+    """ConfigError unless a model's probabilities part-way through a sequence mean something."""
+    if cfg.head is not Head.last:
+        raise ConfigError("streaming needs model.head: last (a mean over time is only known at the end)")
+    if cfg.bidirectional:
+        raise ConfigError("streaming cannot run a bidirectional model: it reads the sequence backwards too")
+
+
 class Streamer:
     """A batch-1 stateful copy of a trained model that consumes `chunk_steps` time steps per call."""
 
@@ -36,12 +44,7 @@ class Streamer:
         chunk_steps: int = 1,
         order: np.ndarray | None = None,
     ) -> None:
-        if cfg.head is not Head.last:
-            raise ConfigError("streaming needs model.head: last (a mean over time is only known at the end)")
-        if cfg.bidirectional:
-            raise ConfigError(
-                "streaming cannot run a bidirectional model: it reads the sequence backwards too"
-            )
+        check_streamable(cfg)
         self.chunk_steps = chunk_steps
         self.order = order  # permuted layouts: `stream` takes plain pixels and reads them in this order
         self.model: keras.Model = build_twin(
@@ -74,3 +77,27 @@ class Streamer:
         return np.stack(
             [self.step(sequence[i : i + self.chunk_steps]) for i in range(0, steps, self.chunk_steps)]
         )
+
+
+class EveryStep:
+    """The probabilities after each chunk of whole sequences, for a batch at once: a stateless twin whose
+    classifier reads every step (`build_twin(every_step=True)`), sampled at each chunk's end. The numbers a
+    `Streamer` gives a chunk at a time (to float rounding; tested), without its state, so concurrent
+    requests can share one call (serve's `steps`)."""
+
+    def __init__(
+        self,
+        cfg: ModelConfig,
+        weights: list[np.ndarray],
+        input_shape: tuple[int, int],
+        chunk_steps: int = 1,
+        order: np.ndarray | None = None,
+    ) -> None:
+        check_streamable(cfg)
+        self.chunk_steps, self.order = chunk_steps, order
+        self.model: keras.Model = build_twin(cfg, weights, input_shape, every_step=True)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """x (N, steps, features) in the layout's plain order -> (N, steps / chunk_steps, 10)."""
+        probs = np.asarray(self.model.predict_on_batch(to_model_order(np.asarray(x), self.order)))
+        return probs[:, self.chunk_steps - 1 :: self.chunk_steps]

@@ -27,7 +27,7 @@ from mnist_rnn.errors import RunError, UsageError
 from mnist_rnn.layouts import input_permutation, sequence_shape, to_model_order
 from mnist_rnn.mnist import IMAGE_SHAPE
 from mnist_rnn.model import build_twin
-from mnist_rnn.streaming import Streamer
+from mnist_rnn.streaming import EveryStep, Streamer
 
 if TYPE_CHECKING:
     import keras
@@ -123,6 +123,14 @@ class TrainedRun:
 
         return predict
 
+    def every_step(self) -> EveryStep:
+        """The probabilities after each row (a 28th of the sequence) for a batch of sequences in the
+        layout's plain order: what `streamer()` gives a row at a time. ConfigError as `streamer`."""
+        steps, features = sequence_shape(self.layout)
+        order = input_permutation(self.cfg.data)
+        weights = self.model.get_weights()
+        return EveryStep(self.cfg.model, weights, (steps, features), steps // IMAGE_SHAPE[0], order)
+
     def streamer(self, chunk_steps: int | None = None) -> Streamer:
         """A batch-1 stateful twin with this checkpoint's weights, `chunk_steps` steps per call (default: a
         row of the image, one step for rows, 28 for pixels). ConfigError for a model that cannot stream
@@ -149,6 +157,9 @@ class ExportedModel:
         return self._predictor
 
     def streamer(self, chunk_steps: int | None = None) -> Streamer:
+        raise UsageError("per-row probabilities need a run directory (an export holds no state)")
+
+    def every_step(self) -> EveryStep:
         raise UsageError("per-row probabilities need a run directory (an export holds no state)")
 
 

@@ -213,6 +213,37 @@ def test_requests_that_arrive_together_share_model_calls_and_keep_their_own_answ
         np.testing.assert_allclose(response.json()["probabilities"], alone[0], atol=1e-6)  # its own answer
 
 
+def test_steps_requests_that_arrive_together_share_calls_and_keep_their_own_rows(smoke_run: Path) -> None:
+    import asyncio
+
+    import httpx
+
+    from mnist_rnn.images import prepare_digit
+    from mnist_rnn.layouts import make_sequences
+    from mnist_rnn.trained import TrainedRun
+
+    pictures = sorted(DIGITS.glob("*.png"))[:16]
+    app = create_app(smoke_run)
+    steps_batcher = app.state.classifier.steps_batcher
+
+    async def send_all() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            headers = {"content-type": "image/png"}
+            sends = [
+                http.post("/predict?steps=true", content=p.read_bytes(), headers=headers) for p in pictures
+            ]
+            return list(await asyncio.gather(*sends))
+
+    responses = asyncio.run(send_all())
+    assert [r.status_code for r in responses] == [200] * len(pictures)
+    assert sum(steps_batcher.batches) == len(pictures) and max(steps_batcher.batches) > 1
+    streamer = TrainedRun.open(smoke_run).streamer()  # a row at a time, one picture alone
+    for picture, response in zip(pictures, responses, strict=True):
+        x = make_sequences(prepare_digit(picture.read_bytes(), None, True, picture.name)[None], "rows")
+        np.testing.assert_allclose(response.json()["steps"], streamer.stream(x[0]), atol=1e-5)
+
+
 def test_max_batch_1_makes_one_model_call_per_request(smoke_run: Path) -> None:
     import asyncio
 

@@ -47,6 +47,11 @@ def test_one_load_gives_the_predictor_and_the_streaming_twin(smoke_run: Path, lo
     assert len(loads) == 1
     assert digest(streamer.model.get_weights()) == digest(best.model.get_weights())
     np.testing.assert_allclose(streamer.stream(x[0])[-1], whole[0], atol=1e-5)
+    rows = best.every_step()(x)  # the same per-row numbers for a batch at once, from the same load
+    assert len(loads) == 1 and rows.shape == (4, 28, 10)
+    for image, per_row in zip(x, rows, strict=True):
+        np.testing.assert_allclose(per_row, streamer.stream(image), atol=1e-5)
+        np.testing.assert_allclose(per_row, best.every_step()(image[None])[0], atol=1e-6)  # alone
 
 
 def test_serve_loads_the_checkpoint_once(smoke_run: Path, loads: list[Path]) -> None:
@@ -54,9 +59,9 @@ def test_serve_loads_the_checkpoint_once(smoke_run: Path, loads: list[Path]) -> 
     from mnist_rnn.serve import Classifier
 
     classifier = Classifier(smoke_run)
-    assert len(loads) == 1 and classifier.streamer is not None
+    assert len(loads) == 1 and classifier.steps_batcher is not None
     on_disk, _ = runs.load_checkpoint(smoke_run, "best")
-    assert digest(classifier.streamer.model.get_weights()) == digest(on_disk.get_weights())
+    assert digest(classifier.every_step.model.get_weights()) == digest(on_disk.get_weights())
 
 
 def test_an_export_folder_opens_through_the_same_reader(smoke_run: Path, tmp_path: Path) -> None:
