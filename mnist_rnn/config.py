@@ -279,7 +279,7 @@ def _stateful_rules(cfg: Config) -> tuple[Key, str] | None:
     if chunk is not None and cfg.data.augment is not None:
         return ("data", "augment"), (
             "cannot be used with data.chunk_steps (each chunk of an image would be transformed apart); "
-            "remove one of them"
+            "set data.augment: null (--set data.augment=null) or remove data.chunk_steps"
         )
     if chunk is not None and cfg.train.reset_states != "epoch":
         return ("train", "reset_states"), "is set by data.chunk_steps (reset after each image's last chunk)"
