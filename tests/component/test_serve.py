@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -180,68 +181,45 @@ def test_predict_names_the_oversized_file_and_classifies_the_rest(smoke_run: Pat
     assert len(errors) == 1 and str(errors[0]).startswith(f"{tmp_path / 'bomb.png'}: 10001x10001 pixels")
 
 
-def test_requests_that_arrive_together_share_model_calls_and_keep_their_own_answers(smoke_run: Path) -> None:
+def _post_together(app: Any, path: str, pictures: list[Path]) -> list[Any]:
+    """Post every picture to `path` at once, through the app's own ASGI interface (one event loop)."""
     import asyncio
 
     import httpx
-
-    from mnist_rnn.images import prepare_digit
-    from mnist_rnn.layouts import make_sequences
-    from mnist_rnn.trained import open_model
-
-    pictures = sorted(DIGITS.glob("*.png"))[:24]
-    app = create_app(smoke_run)
-    batcher = app.state.classifier.batcher
-
-    async def send_all() -> list[httpx.Response]:
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
-            sends = [
-                http.post("/predict", content=p.read_bytes(), headers={"content-type": "image/png"})
-                for p in pictures
-            ]
-            return list(await asyncio.gather(*sends))
-
-    responses = asyncio.run(send_all())
-    assert [r.status_code for r in responses] == [200] * len(pictures)
-    assert sum(batcher.batches) == len(pictures) and max(batcher.batches) > 1  # some calls were shared
-    predictor = open_model(smoke_run).predictor()
-    for picture, response in zip(pictures, responses, strict=True):
-        alone = predictor(
-            make_sequences(prepare_digit(picture.read_bytes(), None, True, picture.name)[None], "rows")
-        )
-        np.testing.assert_allclose(response.json()["probabilities"], alone[0], atol=1e-6)  # its own answer
-
-
-def test_steps_requests_that_arrive_together_share_calls_and_keep_their_own_rows(smoke_run: Path) -> None:
-    import asyncio
-
-    import httpx
-
-    from mnist_rnn.images import prepare_digit
-    from mnist_rnn.layouts import make_sequences
-    from mnist_rnn.trained import TrainedRun
-
-    pictures = sorted(DIGITS.glob("*.png"))[:16]
-    app = create_app(smoke_run)
-    steps_batcher = app.state.classifier.steps_batcher
 
     async def send_all() -> list[httpx.Response]:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
             headers = {"content-type": "image/png"}
-            sends = [
-                http.post("/predict?steps=true", content=p.read_bytes(), headers=headers) for p in pictures
-            ]
+            sends = [http.post(path, content=p.read_bytes(), headers=headers) for p in pictures]
             return list(await asyncio.gather(*sends))
 
-    responses = asyncio.run(send_all())
+    return asyncio.run(send_all())
+
+
+@pytest.mark.parametrize("steps", [False, True], ids=["answers", "steps"])
+def test_requests_that_arrive_together_share_model_calls_and_keep_their_own_answers(
+    smoke_run: Path, steps: bool
+) -> None:
+    from mnist_rnn.images import prepare_digit
+    from mnist_rnn.layouts import make_sequences
+    from mnist_rnn.trained import TrainedRun
+
+    pictures = sorted(DIGITS.glob("*.png"))[:24]
+    app = create_app(smoke_run)
+    classifier = app.state.classifier
+    batcher = classifier.steps_batcher if steps else classifier.batcher
+    responses = _post_together(app, "/predict?steps=true" if steps else "/predict", pictures)
     assert [r.status_code for r in responses] == [200] * len(pictures)
-    assert sum(steps_batcher.batches) == len(pictures) and max(steps_batcher.batches) > 1
-    streamer = TrainedRun.open(smoke_run).streamer()  # a row at a time, one picture alone
+    assert sum(batcher.batches) == len(pictures) and max(batcher.batches) > 1  # some calls were shared
+    run = TrainedRun.open(smoke_run)
+    predictor, streamer = run.predictor(), run.streamer()  # one picture alone; its rows a row at a time
     for picture, response in zip(pictures, responses, strict=True):
         x = make_sequences(prepare_digit(picture.read_bytes(), None, True, picture.name)[None], "rows")
-        np.testing.assert_allclose(response.json()["steps"], streamer.stream(x[0]), atol=1e-5)
+        if steps:
+            np.testing.assert_allclose(response.json()["steps"], streamer.stream(x[0]), atol=1e-5)
+        else:
+            np.testing.assert_allclose(response.json()["probabilities"], predictor(x)[0], atol=1e-6)
 
 
 def test_max_batch_1_makes_one_model_call_per_request(smoke_run: Path) -> None:

@@ -112,6 +112,17 @@ def test_interrupted_then_resumed_equals_uninterrupted(
     assert tensorboard_scalar_counts(tensorboard / "validation") == each_once(epochs, ("loss", "accuracy"))
 
 
+def _reference_run(cfg: dict, folder: Path, name: str) -> tuple[Path, Path, Path]:
+    """Write `cfg` as `name`.yaml in `folder` and train it uninterrupted: (config, reference run, the
+    path for the run to cut)."""
+    config = folder / f"{name}.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    reference = folder / "uninterrupted"
+    code, err = _finish(start_cli("train", "-c", str(config), "--run-dir", str(reference), cwd=folder))
+    assert code == 0, err
+    return config, reference, folder / "cut"
+
+
 def _mid_epoch_step(run: Path) -> int:
     try:
         return int(runs.read_checkpoint_state(run, "last").get("step", 0))
@@ -128,11 +139,7 @@ def test_augmented_training_killed_mid_epoch_resumes_bit_for_bit(tmp_path: Path)
         "data": {**RESUMABLE["data"], "augment": augment},
         "train": {**RESUMABLE["train"], "epochs": 3},
     }
-    config = tmp_path / "augmented.yaml"
-    config.write_text(yaml.safe_dump(cfg))
-    reference, run = tmp_path / "uninterrupted", tmp_path / "cut"
-    code, err = _finish(start_cli("train", "-c", str(config), "--run-dir", str(reference), cwd=tmp_path))
-    assert code == 0, err
+    config, reference, run = _reference_run(cfg, tmp_path, "augmented")
     proc = start_cli("train", "-c", str(config), "--run-dir", str(run), cwd=tmp_path)
     deadline = time.monotonic() + 120
     while _mid_epoch_step(run) == 0 and proc.poll() is None and time.monotonic() < deadline:
@@ -175,11 +182,7 @@ def test_fused_lstm_run_resumes_bit_for_bit_and_scores_and_exports(tmp_path: Pat
         "model": {**RESUMABLE["model"], "lstm_kernel": "fused"},
         "train": {**RESUMABLE["train"], "batch_shards": 2},
     }
-    config = tmp_path / "fused.yaml"
-    config.write_text(yaml.safe_dump(cfg))
-    reference, run = tmp_path / "uninterrupted", tmp_path / "cut"
-    code, err = _finish(start_cli("train", "-c", str(config), "--run-dir", str(reference), cwd=tmp_path))
-    assert code == 0, err
+    config, reference, run = _reference_run(cfg, tmp_path, "fused")
     code, err = _train_and_interrupt(config, run, 2, signal.SIGTERM)
     assert code == 143, err
     code, err = _finish(start_cli("train", "--resume", str(run), cwd=tmp_path))
