@@ -95,3 +95,27 @@ def test_the_most_confident_errors_come_first() -> None:
     labels = np.array([3, 0, 5, 3, 1])  # wrong: 1 (0.6), 2 (0.99), 4 (0.95)
     assert most_confident_errors(probs, labels, 10).tolist() == [2, 4, 1]
     assert most_confident_errors(probs, labels, 2).tolist() == [2, 4]
+
+
+def test_the_robustness_script_counts_what_predict_reads_right(smoke_run: Path, tmp_path: Path) -> None:
+    """scripts/robustness.py: a set's correct count is predict's labels against the file names' digits."""
+    import importlib.util
+
+    from mnist_rnn.predict import predict_files
+    from tests.conftest import REPO
+
+    spec = importlib.util.spec_from_file_location("robustness", REPO / "scripts" / "robustness.py")
+    assert spec is not None and spec.loader is not None
+    robustness = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(robustness)
+    folder = tmp_path / "set"
+    folder.mkdir()
+    sources = sorted((REPO / "tests" / "data" / "heavy").glob("*.png"))[::20][:8]
+    for i, source in enumerate(sources):  # the third one relabelled: it must count as wrong
+        name = source.name if i != 2 else f"{(int(source.name[0]) + 1) % 10}_relabelled.png"
+        (folder / name).write_bytes(source.read_bytes())
+    predictions, _, _ = predict_files(smoke_run, sorted(folder.iterdir()))
+    files = sorted(folder.iterdir())
+    expected = sum(int(p.label == int(f.name[0])) for p, f in zip(predictions, files, strict=True))
+    result = robustness.score(smoke_run, folder)
+    assert result == {"correct": expected, "total": 8, "accuracy": expected / 8}
