@@ -101,7 +101,16 @@ def _figures(run_dir: Path, planned: int, batches: int) -> tuple[float, str, flo
     stopped inside an epoch from eval.json (checkpoints/last scored) and that checkpoint's state."""
     if (run_dir / runs.METRICS).is_file():
         metrics = runs.read_json(run_dir / runs.METRICS)
-        return metrics["test_accuracy"], f"{metrics['epochs_run']} of {planned}", metrics["train_seconds"]
+        epochs = f"{metrics['epochs_run']} of {planned}"
+        patience = load_config(run_dir / "config.yaml").train.early_stopping_patience
+        # a budget also ends a run early; early stopping is the one that waited `patience` epochs
+        if (
+            metrics.get("stopped_early")
+            and patience
+            and metrics["epochs_run"] - metrics["best_epoch"] >= patience
+        ):
+            epochs += " (early stopping)"
+        return metrics["test_accuracy"], epochs, metrics["train_seconds"]
     report = runs.read_json(run_dir / runs.EVAL)
     state = runs.read_checkpoint_state(run_dir, "last")
     epochs = f"{state['epoch']} of {planned}, + {state['step']} of {batches} batches (stopped)"

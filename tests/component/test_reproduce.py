@@ -76,3 +76,15 @@ def test_recording_some_configs_keeps_the_recorded_rows_of_the_others(tmp_path: 
         "| pixel MNIST | `pixel_lstm` | kept |",
     ]
     assert reproduce.merged_table(tmp_path / "none.md", [], new) == new
+
+
+def test_a_run_ended_by_early_stopping_says_so_in_the_table(tmp_path: Path) -> None:
+    # a learning rate this small cannot move validation accuracy: patience 1 ends the run after epoch 2
+    cfg = {
+        **TINY,
+        "train": {**TINY["train"], "epochs": 5, "learning_rate": 1e-9, "early_stopping_patience": 1},
+    }
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    (row,) = _reproduce().main([str(config), "--root", str(tmp_path / "runs")])
+    assert row["epochs"] == "2 of 5 (early stopping)"
