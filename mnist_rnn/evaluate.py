@@ -16,7 +16,7 @@ from mnist_rnn import runs
 from mnist_rnn.config import Config, Device
 from mnist_rnn.data import Split, load_dataset
 from mnist_rnn.errors import UsageError
-from mnist_rnn.execution import MIN_SHARD, plan_scoring, scoring_shards, select_device
+from mnist_rnn.execution import MIN_SHARD, plan_scoring, scoring_fused, scoring_shards, select_device
 from mnist_rnn.layouts import READ_PER_CALL, input_permutation, sequence_shape, to_images
 from mnist_rnn.mnist import NUM_CLASSES
 from mnist_rnn.model import build_twin
@@ -62,16 +62,18 @@ def scores_from_probabilities(probs: np.ndarray, labels: np.ndarray) -> Scores:
 class Scorer:
     """Class probabilities from a run's models on the fastest inference path measured (docs/performance.md).
 
-    With `xla` (a CPU, no strategy: `execution.plan_scoring`), the weights go into one stateless twin of
-    Keras's own layers, built once, and each batch is one XLA-compiled call. Keras's layers even for a
-    fused-LSTM model: the fused kernel's forward pass is the slow part for two layers (5,800 vs 10,300
-    images/s), and XLA 1.3-2x Keras's graphs on every row model.
+    With `xla` (a CPU, no strategy: `execution.plan_scoring`), the weights go into one stateless twin,
+    built once, and each batch is one XLA-compiled call. The twin has Keras's own layers on rows, even for
+    a fused-LSTM model (the fused kernel's unrolled forward pass was the slow part for two layers: 5,800 vs
+    10,300 images/s; XLA 1.3-2x Keras's graphs on every row model), and the fused LSTM's loop over chunks
+    on pixels (`fused`, decided by `execution.scoring_fused` unless given).
     Built once per run, it is reused by every epoch's validation and the final test. Without `xla`
     (GPU, strategies): Keras's predict on the model itself, or on its twin if it is stateful.
     """
 
-    def __init__(self, cfg: Config, xla: bool, shards: int = 1) -> None:
+    def __init__(self, cfg: Config, xla: bool, shards: int = 1, fused: bool | None = None) -> None:
         self.cfg, self.batch_size, self.xla, self.shards = cfg, cfg.train.eval_batch_size, xla, shards
+        self.fused = scoring_fused(cfg) if fused is None else fused  # on the XLA path only
         self._twin: keras.Model | None = None
         self._steps: tuple[Any, Any] = (None, None)
 
@@ -95,7 +97,8 @@ class Scorer:
 
     def _compiled(self, model: keras.Model) -> tuple[Any, Any]:
         if self._twin is None:
-            twin = build_twin(self.cfg.model, model.get_weights(), sequence_shape(self.cfg.data.layout))
+            shape = sequence_shape(self.cfg.data.layout)
+            twin = build_twin(self.cfg.model, model.get_weights(), shape, fused=self.fused)
             self._twin = twin
             self._steps = _xla_steps(twin, self.shards)
         else:

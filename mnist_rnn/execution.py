@@ -262,6 +262,15 @@ def scoring_shards(cfg: Config, xla: bool) -> int:
     return max(1, min(cores, cfg.train.eval_batch_size // MIN_SHARD))
 
 
+def scoring_fused(cfg: Config) -> bool:
+    """Whether the Scorer's twin runs the fused LSTM (`fused_lstm._scan_sequence`, forward only) instead of
+    Keras's LSTM under XLA: for unidirectional LSTMs on sequences too long to unroll (pixels), where Keras's
+    layer spends most of each step outside its matmul (docs/performance.md, "Scoring long sequences").
+    Rows keep Keras's layers: there the two measured level."""
+    steps = LAYOUT_SHAPES[cfg.data.layout][0]
+    return cfg.model.cell is Cell.lstm and not cfg.model.bidirectional and steps > FUSED_MAX_STEPS
+
+
 def running_execution(model: keras.Model) -> Execution:
     """The path a built or restored model runs: a resumed run goes on with what its checkpoint holds."""
     import tensorflow as tf

@@ -17,6 +17,11 @@ Weights are `kernel` (features, 4u), `recurrent_kernel` (u, 4u) and `bias` (4u,)
 (input, forget, candidate, output), with Keras's initializers, so `set_weights` moves them to and from
 `keras.layers.LSTM` unchanged: exports and the stateful/serving twins keep using the stock layer.
 Float32, stateless, unidirectional, no recurrent dropout, no masking: `model.lstm_kernel` refuses the rest.
+
+Longer sequences (pixels: 784 steps) cannot be unrolled; for them the layer runs a loop over chunks of
+up to 16 unrolled steps, forward only (`_scan_sequence`). Scoring uses it (`execution.scoring_fused`):
+Keras's LSTM under XLA spends most of a pixel step outside the matmul. Training on them keeps Keras's
+layers: a backward loop of the same shape measured slower than Keras's own under XLA.
 """
 
 from __future__ import annotations
@@ -26,6 +31,10 @@ from typing import Any
 
 import keras
 import tensorflow as tf
+
+from mnist_rnn.execution import FUSED_MAX_STEPS
+
+SCAN_CHUNK = 16  # steps unrolled per loop iteration: the largest divisor of the length up to this
 
 
 @dataclass(frozen=True)
@@ -59,6 +68,8 @@ def lstm_sequence(
 ) -> tf.Tensor:
     """LSTM over x (batch, steps, features) from zero state: the last h (batch, u) or every h
     (batch, steps, u). Equal to `keras.layers.LSTM` with the same weights up to float32 rounding."""
+    if int(x.shape[1]) > FUSED_MAX_STEPS:  # a loop over chunks instead (forward only)
+        return _scan_sequence(x, kernel, recurrent_kernel, bias, return_sequences)
     gates = _Gates.of(int(recurrent_kernel.shape[0]))
 
     @tf.custom_gradient
@@ -132,6 +143,49 @@ def _backward(
         tf.matmul(h_prev, dz_flat, transpose_a=True),
         tf.reduce_sum(dz_flat, 0),
     )
+
+
+def _chunk(steps: int) -> int:
+    return max(k for k in range(1, SCAN_CHUNK + 1) if steps % k == 0)
+
+
+def _scan_forward(z_in: tf.Tensor, u: tf.Tensor, gates: _Gates, every_h: bool) -> tf.Tensor:
+    """The recurrence over z_in (chunks, k, batch, 4u) as a loop over chunks of k unrolled steps (`tf.scan`):
+    the graph stays small and XLA still fuses each step's elementwise work into one kernel. Returns h,
+    stacked per chunk: every step's (chunks, k, batch, u) with `every_h`, else each chunk's last."""
+    k, units = int(z_in.shape[1]), int(u.shape[0])
+
+    def chunk(carry: tuple[tf.Tensor, tf.Tensor], z: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        h, c = carry[0][-1] if every_h else carry[0], carry[1]  # the previous chunk's last
+        hidden = []
+        for j in range(k):
+            s = tf.sigmoid((z[j] + tf.matmul(h, u)) * gates.scale)
+            i, f, g, o = tf.split(s * gates.scale + gates.shift, 4, axis=1)
+            c = f * c + i * g
+            h = o * tf.tanh(c)
+            hidden.append(h)
+        return (tf.stack(hidden) if every_h else h), c
+
+    batch = tf.shape(z_in)[2]
+    h0 = tf.zeros([k, batch, units] if every_h else [batch, units])
+    return tf.scan(chunk, z_in, initializer=(h0, tf.zeros([batch, units])))[0]
+
+
+def _scan_sequence(
+    x: tf.Tensor, w: tf.Tensor, u: tf.Tensor, b: tf.Tensor, return_sequences: bool
+) -> tf.Tensor:
+    """The same LSTM for long sequences, forward only: scoring runs it (`model.build_twin(fused=True)`);
+    training on long sequences keeps Keras's layers (`execution.fused_lstm_blockers`: a backward pass of
+    this loop with the weight gradients summed per chunk trained pixels at 0.85x Keras's XLA step)."""
+    steps, features, units = int(x.shape[1]), int(x.shape[2]), int(u.shape[0])
+    k = _chunk(steps)
+    batch = tf.shape(x)[0]
+    x_flat = tf.reshape(tf.transpose(x, [1, 0, 2]), [-1, features])  # (steps*batch, features)
+    z_in = tf.reshape(tf.matmul(x_flat, w) + b, [steps // k, k, batch, 4 * units])
+    hs = _scan_forward(z_in, u, _Gates.of(units), return_sequences)
+    if not return_sequences:
+        return hs[-1]
+    return tf.transpose(tf.reshape(hs, [steps, batch, units]), [1, 0, 2])
 
 
 def _unit_forget_bias(units: int) -> keras.initializers.Initializer:

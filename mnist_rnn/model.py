@@ -191,6 +191,7 @@ def build_twin(
     cpu_safe: bool = False,
     unroll: bool = False,
     every_step: bool = False,
+    fused: bool = False,
 ) -> keras.Model:
     """A trained model's `weights` in a freshly built model of another shape or kind: the one way a
     trained network is rebuilt for scoring, streaming and export.
@@ -201,7 +202,8 @@ def build_twin(
     - `cpu_safe=True`: no cuDNN op in the graph (a GPU-trained model serves on a CPU);
     - `unroll=True` with a fixed batch: no loop in the graph (TFLite builtin ops).
     - `every_step=True`: the probabilities after every step, for whole sequences (serve's `steps`).
-    The stock Keras layers are always used (never the fused kernel): artefacts load without our code.
+    - `fused=True`: `FusedLSTM` layers, for scoring inside this process only (`evaluate.Scorer`).
+    Otherwise the stock Keras layers: artefacts load without our code.
     """
     # The weights are set below: no initialisation to draw (chrono would use up random numbers).
     twin = build_model(
@@ -212,6 +214,7 @@ def build_twin(
         unroll=unroll,
         stateful=stateful,
         every_step=every_step,
+        fused=fused,
     )
     twin.set_weights(weights)
     return twin

@@ -8,6 +8,7 @@ A/A. Writes JSON with the machine; docs/bench/*-shards-ab.json holds a run of it
     python scripts/shards_ab.py --rounds 12 --out docs/bench/DATE-CPU-shards-ab.json
     python scripts/shards_ab.py --against 2 --shards 4     # two shard counts against each other
     python scripts/shards_ab.py --scoring --shards 2       # scoring (evaluate.Scorer) instead of training
+    python scripts/shards_ab.py --scoring --fused-scoring --shards 2 --against 2   # the fused twin vs Keras's
 
 The keys keep their names whatever is compared: `sharded_over_one` is `--shards` over `--against`.
 """
@@ -44,6 +45,7 @@ CASES = {  # name: (cell, units, layout, batches per slice)
     "lstm2x128-rows": ("lstm", (128, 128), "rows", 24),
     "gru2x128-rows": ("gru", (128, 128), "rows", 24),
     "lstm1x128-pixels": ("lstm", (128,), "pixels", 2),
+    "lstm2x128-pixels": ("lstm", (128, 128), "pixels", 1),
 }
 
 
@@ -90,17 +92,21 @@ def training_rate(models: dict[str, Any], x: np.ndarray, y: np.ndarray) -> Calla
     return rate
 
 
-def measure_scoring(case: str, rounds: int, shards: int, against: int = 1) -> dict[str, Any]:
-    """The same pairing for scoring: `evaluate.Scorer` with `shards` XLA calls per batch against `against`."""
+def measure_scoring(
+    case: str, rounds: int, shards: int, against: int = 1, fused: bool = False
+) -> dict[str, Any]:
+    """The same pairing for scoring: `evaluate.Scorer` with `shards` XLA calls per batch against `against`;
+    with `fused`, the variant's twin runs the fused LSTM and the baselines' Keras's layers."""
     cell, units, layout, _ = CASES[case]
     cfg = Config(data=DataConfig(layout=layout), model=ModelConfig(cell=cell, units=units))
     x = load_embedded()["test_images"][: SCORED[layout]].astype(np.float32) / 255
     x = x.reshape(-1, *LAYOUT_SHAPES[layout])
     model = build_model(cfg.model, LAYOUT_SHAPES[layout])
+    baseline = False if fused else None  # None: what `execution.scoring_fused` picks
     scorers = {
-        "one": Scorer(cfg, True, against),
-        "sharded": Scorer(cfg, True, shards),
-        "one_aa": Scorer(cfg, True, against),
+        "one": Scorer(cfg, True, against, fused=baseline),
+        "sharded": Scorer(cfg, True, shards, fused=True if fused else None),
+        "one_aa": Scorer(cfg, True, against, fused=baseline),
     }
     for scorer in scorers.values():
         scorer(model, x)  # compile: warm-up
@@ -115,6 +121,7 @@ def measure_scoring(case: str, rounds: int, shards: int, against: int = 1) -> di
     return {
         "case": case,
         "scoring": True,
+        "fused_over_keras": fused,
         "shards": shards,
         "against": against,
         "max_probability_difference": difference,
@@ -163,12 +170,17 @@ def main() -> None:
     parser.add_argument("--shards", type=int, default=None, help="the variant's shards [default: auto]")
     parser.add_argument("--against", type=int, default=1, help="the baseline's shards [default: 1]")
     parser.add_argument("--scoring", action="store_true", help="time scoring, not training")
+    parser.add_argument(
+        "--fused-scoring", action="store_true", help="with --scoring: the fused LSTM twin against Keras's"
+    )
     args = parser.parse_args()
 
     results = []
     for case in args.cases:
         if args.scoring:
-            results.append(measure_scoring(case, args.rounds, args.shards or 2, args.against))
+            results.append(
+                measure_scoring(case, args.rounds, args.shards or 2, args.against, args.fused_scoring)
+            )
         else:
             results.append(measure(case, args.rounds, args.shards, args.against))
         print(json.dumps(results[-1]), flush=True)

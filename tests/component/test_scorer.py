@@ -9,7 +9,7 @@ import pytest
 
 from mnist_rnn.config import Config, Strategy
 from mnist_rnn.evaluate import Scorer
-from mnist_rnn.execution import plan_scoring, scoring_shards
+from mnist_rnn.execution import plan_scoring, scoring_fused, scoring_shards
 from mnist_rnn.model import build_model, uses_fused_lstm
 from mnist_rnn.trained import inference_model, keras_predict
 
@@ -41,6 +41,20 @@ def test_scorer_gives_keras_predictions(model: dict, fused: bool, n: int, shards
     got = Scorer(cfg, xla=True, shards=shards)(trained, x)  # shards: batches of 64 in two XLA calls
     assert got.shape == (n, 10) and got.dtype == np.float32
     np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("units", [[16], [16, 8]])
+def test_scorer_reads_pixels_through_the_fused_loop_as_keras_does(units: list[int]) -> None:
+    cfg = Config.model_validate(
+        {"data": {"layout": "pixels"}, "model": {"units": units}, "train": {"eval_batch_size": 64}}
+    )
+    assert scoring_fused(cfg) and not scoring_fused(_config())  # pixels, not rows
+    trained = build_model(cfg.model, (784, 1))
+    x = np.random.default_rng(0).random((70, 784, 1), dtype=np.float32)
+    expected = keras_predict(inference_model(cfg, trained), x, 64)
+    for fused in (True, False):
+        got = Scorer(cfg, xla=True, shards=2, fused=fused)(trained, x)
+        np.testing.assert_allclose(got, expected, atol=1e-5, err_msg=f"fused={fused}")
 
 
 def test_scorer_of_no_images_is_an_empty_table() -> None:  # Keras's own predict fails there

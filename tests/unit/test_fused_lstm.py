@@ -26,7 +26,8 @@ def _outputs_and_gradients(layer, x):
 
 
 @pytest.mark.parametrize("return_sequences", [False, True])
-@pytest.mark.parametrize("shape", [(5, 28, 28), (3, 7, 1)])
+# 150 and 131 steps: longer than FUSED_MAX_STEPS, the forward loop over chunks of 15 and of 1 step
+@pytest.mark.parametrize("shape", [(5, 28, 28), (3, 7, 1), (2, 150, 3), (2, 131, 1)])
 def test_fused_lstm_matches_keras_lstm_outputs_and_gradients(return_sequences, shape) -> None:
     import keras
 
