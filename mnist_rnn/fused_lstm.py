@@ -149,14 +149,21 @@ def _chunk(steps: int) -> int:
     return max(k for k in range(1, SCAN_CHUNK + 1) if steps % k == 0)
 
 
-def _scan_forward(z_in: tf.Tensor, u: tf.Tensor, gates: _Gates, every_h: bool) -> tf.Tensor:
-    """The recurrence over z_in (chunks, k, batch, 4u) as a loop over chunks of k unrolled steps (`tf.scan`):
-    the graph stays small and XLA still fuses each step's elementwise work into one kernel. Returns h,
-    stacked per chunk: every step's (chunks, k, batch, u) with `every_h`, else each chunk's last."""
-    k, units = int(z_in.shape[1]), int(u.shape[0])
+def _scan_sequence(
+    x: tf.Tensor, w: tf.Tensor, u: tf.Tensor, b: tf.Tensor, return_sequences: bool
+) -> tf.Tensor:
+    """The same LSTM for long sequences, forward only: a loop over chunks of k = `_chunk(steps)` unrolled
+    steps (`tf.scan`), so the graph stays small and XLA still fuses each step's elementwise work. Each
+    chunk projects its own inputs: hoisted over all steps, z would be a (steps, batch, 4u) buffer (800 MB
+    for a scoring shard of 500 pixel sequences), and the in-loop projection measured 1.1x faster.
+    Scoring runs it (`execution.scoring_fused`); training on long sequences keeps Keras's layers: a backward
+    loop of the same shape, weight gradients summed per chunk, trained pixels at 0.85x Keras's XLA step."""
+    steps, features, units = int(x.shape[1]), int(x.shape[2]), int(u.shape[0])
+    k, batch, gates = _chunk(steps), tf.shape(x)[0], _Gates.of(units)
 
-    def chunk(carry: tuple[tf.Tensor, tf.Tensor], z: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        h, c = carry[0][-1] if every_h else carry[0], carry[1]  # the previous chunk's last
+    def chunk(carry: tuple[tf.Tensor, tf.Tensor], x_k: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        h, c = carry[0][-1] if return_sequences else carry[0], carry[1]  # the previous chunk's last
+        z = tf.reshape(tf.matmul(tf.reshape(x_k, [-1, features]), w) + b, [k, batch, 4 * units])
         hidden = []
         for j in range(k):
             s = tf.sigmoid((z[j] + tf.matmul(h, u)) * gates.scale)
@@ -164,27 +171,13 @@ def _scan_forward(z_in: tf.Tensor, u: tf.Tensor, gates: _Gates, every_h: bool) -
             c = f * c + i * g
             h = o * tf.tanh(c)
             hidden.append(h)
-        return (tf.stack(hidden) if every_h else h), c
+        return (tf.stack(hidden) if return_sequences else h), c
 
-    batch = tf.shape(z_in)[2]
-    h0 = tf.zeros([k, batch, units] if every_h else [batch, units])
-    return tf.scan(chunk, z_in, initializer=(h0, tf.zeros([batch, units])))[0]
-
-
-def _scan_sequence(
-    x: tf.Tensor, w: tf.Tensor, u: tf.Tensor, b: tf.Tensor, return_sequences: bool
-) -> tf.Tensor:
-    """The same LSTM for long sequences, forward only: scoring runs it (`model.build_twin(fused=True)`);
-    training on long sequences keeps Keras's layers (`execution.fused_lstm_blockers`: a backward pass of
-    this loop with the weight gradients summed per chunk trained pixels at 0.85x Keras's XLA step)."""
-    steps, features, units = int(x.shape[1]), int(x.shape[2]), int(u.shape[0])
-    k = _chunk(steps)
-    batch = tf.shape(x)[0]
-    x_flat = tf.reshape(tf.transpose(x, [1, 0, 2]), [-1, features])  # (steps*batch, features)
-    z_in = tf.reshape(tf.matmul(x_flat, w) + b, [steps // k, k, batch, 4 * units])
-    hs = _scan_forward(z_in, u, _Gates.of(units), return_sequences)
+    chunks = tf.reshape(tf.transpose(x, [1, 0, 2]), [steps // k, k, batch, features])
+    h0 = tf.zeros([k, batch, units] if return_sequences else [batch, units])
+    hs = tf.scan(chunk, chunks, initializer=(h0, tf.zeros([batch, units])))[0]
     if not return_sequences:
-        return hs[-1]
+        return hs[-1]  # the last chunk's last h
     return tf.transpose(tf.reshape(hs, [steps, batch, units]), [1, 0, 2])
 
 
