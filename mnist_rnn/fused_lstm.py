@@ -32,8 +32,9 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from mnist_rnn.execution import FUSED_MAX_STEPS
-
+# Longer sequences (pixels: 784) cannot be unrolled into the graph: a loop over chunks instead. The same
+# number as `execution.FUSED_MAX_STEPS` (which cannot import this module: it would load TensorFlow).
+UNROLL_MAX_STEPS = 128
 SCAN_CHUNK = 16  # steps unrolled per loop iteration: the largest divisor of the length up to this
 
 
@@ -68,7 +69,7 @@ def lstm_sequence(
 ) -> tf.Tensor:
     """LSTM over x (batch, steps, features) from zero state: the last h (batch, u) or every h
     (batch, steps, u). Equal to `keras.layers.LSTM` with the same weights up to float32 rounding."""
-    if int(x.shape[1]) > FUSED_MAX_STEPS:  # a loop over chunks instead (forward only)
+    if int(x.shape[1]) > UNROLL_MAX_STEPS:  # a loop over chunks instead (forward only)
         return _scan_sequence(x, kernel, recurrent_kernel, bias, return_sequences)
     gates = _Gates.of(int(recurrent_kernel.shape[0]))
 

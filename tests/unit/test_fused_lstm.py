@@ -50,6 +50,13 @@ def test_fused_lstm_matches_keras_lstm_outputs_and_gradients(return_sequences, s
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4, err_msg=name)
 
 
+def test_the_unrolled_length_is_the_one_execution_plans_with() -> None:
+    from mnist_rnn.execution import FUSED_MAX_STEPS
+    from mnist_rnn.fused_lstm import UNROLL_MAX_STEPS
+
+    assert UNROLL_MAX_STEPS == FUSED_MAX_STEPS
+
+
 def test_fused_initial_weights_follow_keras_initializers() -> None:
     from mnist_rnn.fused_lstm import FusedLSTM
 
