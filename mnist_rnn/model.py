@@ -18,6 +18,7 @@ the stock-layer twins that export, streaming and stateful scoring build with `bu
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -218,3 +219,28 @@ def build_twin(
     )
     twin.set_weights(weights)
     return twin
+
+
+def fixed_rows_calls(model: keras.Model, rows: int) -> Callable[[np.ndarray], np.ndarray]:
+    """x (N, ...) -> the model's outputs, computed as XLA calls of exactly `rows` rows (zero-padded).
+
+    A row's numbers then do not depend on the other rows of its call: with the same picture, serve answers
+    the same bits whether a request was alone or shared a call. Keras's graph path does not promise that:
+    oneDNN's AVX2 matmul kernels gave last-bit differences depending on the other rows' contents (emulated
+    with ONEDNN_MAX_CPU_ISA=AVX2), even with every call padded; XLA's calls gave the same bits for 48 of 48
+    digits alone and in any batch, with XLA held to AVX2 too. One compiled shape serves every call.
+    """
+    import tensorflow as tf
+
+    call = tf.function(lambda x: model(x, training=False), jit_compile=True)
+
+    def run(x: np.ndarray) -> np.ndarray:
+        parts = []
+        for start in range(0, max(len(x), 1), rows):
+            part = x[start : start + rows]
+            padded = np.zeros((rows, *x.shape[1:]), np.float32)
+            padded[: len(part)] = part
+            parts.append(np.asarray(call(padded))[: len(part)])
+        return np.concatenate(parts)
+
+    return run

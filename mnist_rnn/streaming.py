@@ -19,7 +19,7 @@ import numpy as np
 from mnist_rnn.config import Head, ModelConfig
 from mnist_rnn.errors import ConfigError
 from mnist_rnn.layouts import to_model_order
-from mnist_rnn.model import build_twin, reset_states
+from mnist_rnn.model import build_twin, fixed_rows_calls, reset_states
 
 if TYPE_CHECKING:
     import keras
@@ -92,12 +92,15 @@ class EveryStep:
         input_shape: tuple[int, int],
         chunk_steps: int = 1,
         order: np.ndarray | None = None,
+        rows: int | None = None,
     ) -> None:
         check_streamable(cfg)
         self.chunk_steps, self.order = chunk_steps, order
         self.model: keras.Model = build_twin(cfg, weights, input_shape, every_step=True)
+        # `rows`: XLA calls of exactly that many rows (`fixed_rows_calls`); else Keras's predict_on_batch
+        self._call = fixed_rows_calls(self.model, rows) if rows else self.model.predict_on_batch
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """x (N, steps, features) in the layout's plain order -> (N, steps / chunk_steps, 10)."""
-        probs = np.asarray(self.model.predict_on_batch(to_model_order(np.asarray(x), self.order)))
+        probs = np.asarray(self._call(to_model_order(np.asarray(x), self.order)))
         return probs[:, self.chunk_steps - 1 :: self.chunk_steps]

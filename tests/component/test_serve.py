@@ -77,13 +77,14 @@ def test_steps_give_the_probabilities_after_each_row_ending_on_the_answer(
 def test_a_json_array_is_used_as_mnist_like_input(client: TestClient, smoke_run: Path) -> None:
     from mnist_rnn.data import load_embedded
     from mnist_rnn.layouts import make_sequences
-    from mnist_rnn.trained import open_model
+    from mnist_rnn.trained import CALL_ROWS, open_model
 
     digit = load_embedded()["test_images"][0]
     body = client.post("/predict", json={"image": digit.tolist()}).json()
     model = open_model(smoke_run)
+    predictor = model.predictor(rows=CALL_ROWS)  # predict's and serve's path: the same bits
     np.testing.assert_array_equal(
-        body["probabilities"], model.predictor()(make_sequences(digit[None], model.layout))[0]
+        body["probabilities"], predictor(make_sequences(digit[None], model.layout))[0]
     )
     assert np.array_equal(body["image"], digit)  # not normalised: it is MNIST already
 
@@ -197,6 +198,13 @@ def _post_together(app: Any, path: str, pictures: list[Path]) -> list[Any]:
     return asyncio.run(send_all())
 
 
+def _post_one_by_one(app: Any, path: str, pictures: list[Path]) -> list[Any]:
+    """Post the pictures one after another: each request is alone in its model call."""
+    with TestClient(app) as client:
+        headers = {"content-type": "image/png"}
+        return [client.post(path, content=p.read_bytes(), headers=headers) for p in pictures]
+
+
 @pytest.mark.parametrize("steps", [False, True], ids=["answers", "steps"])
 def test_requests_that_arrive_together_share_model_calls_and_keep_their_own_answers(
     smoke_run: Path, steps: bool
@@ -214,7 +222,10 @@ def test_requests_that_arrive_together_share_model_calls_and_keep_their_own_answ
     assert sum(batcher.batches) == len(pictures) and max(batcher.batches) > 1  # some calls were shared
     run = TrainedRun.open(smoke_run)
     predictor, streamer = run.predictor(), run.streamer()  # one picture alone; its rows a row at a time
-    for picture, response in zip(pictures, responses, strict=True):
+    alone = _post_one_by_one(app, "/predict?steps=true" if steps else "/predict", pictures)
+    assert list(batcher.batches)[-len(pictures) :] == [1] * len(pictures)  # those were alone
+    for picture, response, single in zip(pictures, responses, alone, strict=True):
+        assert response.json() == single.json()  # the same bits, whoever shared its model call
         x = make_sequences(prepare_digit(picture.read_bytes(), None, True, picture.name)[None], "rows")
         if steps:
             np.testing.assert_allclose(response.json()["steps"], streamer.stream(x[0]), atol=1e-5)

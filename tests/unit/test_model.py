@@ -7,7 +7,7 @@ import pytest
 
 from mnist_rnn.config import ModelConfig
 from mnist_rnn.execution import cudnn_blockers
-from mnist_rnn.model import build_model
+from mnist_rnn.model import build_model, fixed_rows_calls
 
 
 @pytest.mark.parametrize(
@@ -65,3 +65,16 @@ def test_recurrent_layers_keep_the_cudnn_compatible_defaults() -> None:
 def test_cudnn_blockers_name_the_keys() -> None:
     assert "model.recurrent_dropout" in cudnn_blockers(ModelConfig(recurrent_dropout=0.1))[0]
     assert "simple_rnn" in cudnn_blockers(ModelConfig(cell="simple_rnn"))[0]
+
+
+def test_fixed_rows_calls_give_each_row_the_bits_it_gets_alone() -> None:
+    model = build_model(ModelConfig(units=(16,)), (28, 28))
+    x = np.random.default_rng(0).random((11, 28, 28), dtype=np.float32)
+    calls = fixed_rows_calls(model, 4)  # 11 rows: three calls of 4, the last padded with zeros
+    together = calls(x)
+    assert together.shape == (11, 10)
+    alone = np.concatenate([calls(x[i : i + 1]) for i in range(11)])
+    np.testing.assert_array_equal(together, alone)
+    np.testing.assert_array_equal(calls(x[::-1])[::-1], alone)  # other neighbours, other positions
+    np.testing.assert_allclose(together, model.predict_on_batch(x), atol=1e-6)  # Keras's own, to rounding
+    assert calls(x[:0]).shape == (0, 10)
