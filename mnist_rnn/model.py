@@ -228,11 +228,15 @@ def fixed_rows_calls(model: keras.Model, rows: int) -> Callable[[np.ndarray], np
     the same bits whether a request was alone or shared a call. Keras's graph path does not promise that:
     oneDNN's AVX2 matmul kernels gave last-bit differences depending on the other rows' contents (emulated
     with ONEDNN_MAX_CPU_ISA=AVX2), even with every call padded; XLA's calls gave the same bits for 48 of 48
-    digits alone and in any batch, with XLA held to AVX2 too. One compiled shape serves every call.
+    digits alone and in any batch, with XLA held to AVX2 too (on a CPU; see below for a GPU). One compiled
+    shape serves every call.
     """
     import tensorflow as tf
 
-    call = tf.function(lambda x: model(x, training=False), jit_compile=True)
+    # On a GPU, a plain graph of the same fixed shape: Keras's cuDNN layers cannot be XLA-compiled (Keras
+    # marks them `supports_jit = False`), and cuDNN's own kernels make no such promise anyway.
+    xla = not tf.config.list_logical_devices("GPU")
+    call = tf.function(lambda x: model(x, training=False), jit_compile=xla)
 
     def run(x: np.ndarray) -> np.ndarray:
         parts = []
