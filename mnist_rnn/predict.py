@@ -23,7 +23,7 @@ from mnist_rnn.errors import DataError, RunError
 from mnist_rnn.images import prepare_digit
 from mnist_rnn.layouts import make_sequences
 from mnist_rnn.mnist import IMAGE_SHAPE
-from mnist_rnn.trained import CALL_ROWS, open_model
+from mnist_rnn.trained import open_model
 
 _IDX_IMAGES_MAGIC = (2051).to_bytes(4, "big")
 
@@ -82,9 +82,7 @@ def predict_files(
     if not images:  # nothing to classify: report the files without loading a model
         return [], errors, str(source)
     model = open_model(source)
-    probs = model.predictor(rows=CALL_ROWS)(
-        make_sequences(np.stack([img for _, img in images]), model.layout)
-    )
+    probs = model.predictor()(make_sequences(np.stack([img for _, img in images]), model.layout))
     predictions = [
         Prediction(name, int(p.argmax()), float(p.max()), [float(v) for v in p])
         for (name, _), p in zip(images, probs, strict=True)

@@ -35,7 +35,7 @@ from mnist_rnn.errors import ConfigError, DataError, ImageTooLarge, MnistRnnErro
 from mnist_rnn.images import prepare_digit
 from mnist_rnn.layouts import READ_ORDER, READ_PER_CALL, make_sequences
 from mnist_rnn.mnist import IMAGE_SHAPE
-from mnist_rnn.trained import CALL_ROWS, Predictor, open_model
+from mnist_rnn.trained import Predictor, open_model
 
 MAX_UPLOAD_BYTES = 2 * 1024 * 1024  # a phone photo of a digit fits; a 50 MB upload is refused unread
 MAX_BATCH = 64  # requests answered by one model call at most (`--max-batch`; 1: one call per request)
@@ -104,13 +104,13 @@ class Classifier:
 
     def __init__(self, source: Path, max_batch: int = MAX_BATCH, max_wait_ms: float = 0.0) -> None:
         model = open_model(source)
-        # XLA calls of CALL_ROWS rows: a request's answer has the same bits alone, in company, in `predict`
-        self.batcher = Batcher(model.predictor(rows=CALL_ROWS), max_batch, max_wait_ms)
+        # fixed-row XLA calls (trained.CALL_ROWS): a request's answer has the same bits alone or in company
+        self.batcher = Batcher(model.predictor(), max_batch, max_wait_ms)
         self.layout, self.described = model.layout, model.described
         # `steps`: the probabilities after each row, batched like the answers (requests share its calls)
         self.steps_batcher: Batcher | None = None
         try:
-            self.every_step = model.every_step(rows=CALL_ROWS)
+            self.every_step = model.every_step()
             self.steps_batcher = Batcher(self.every_step, max_batch, max_wait_ms)
             self.streaming_note = f"probabilities after each of the 28 {READ_PER_CALL[self.layout]}"
         except MnistRnnError as exc:  # an export, a mean head or a bidirectional model cannot stream

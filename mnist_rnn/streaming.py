@@ -90,15 +90,14 @@ class EveryStep:
         cfg: ModelConfig,
         weights: list[np.ndarray],
         input_shape: tuple[int, int],
+        rows: int,
         chunk_steps: int = 1,
         order: np.ndarray | None = None,
-        rows: int | None = None,
     ) -> None:
         check_streamable(cfg)
         self.chunk_steps, self.order = chunk_steps, order
         self.model: keras.Model = build_twin(cfg, weights, input_shape, every_step=True)
-        # `rows`: XLA calls of exactly that many rows (`fixed_rows_calls`); else Keras's predict_on_batch
-        self._call = fixed_rows_calls(self.model, rows) if rows else self.model.predict_on_batch
+        self._call = fixed_rows_calls(self.model, rows)  # calls of exactly `rows` rows, as `predict`'s
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """x (N, steps, features) in the layout's plain order -> (N, steps / chunk_steps, 10)."""

@@ -77,12 +77,12 @@ def test_steps_give_the_probabilities_after_each_row_ending_on_the_answer(
 def test_a_json_array_is_used_as_mnist_like_input(client: TestClient, smoke_run: Path) -> None:
     from mnist_rnn.data import load_embedded
     from mnist_rnn.layouts import make_sequences
-    from mnist_rnn.trained import CALL_ROWS, open_model
+    from mnist_rnn.trained import open_model
 
     digit = load_embedded()["test_images"][0]
     body = client.post("/predict", json={"image": digit.tolist()}).json()
     model = open_model(smoke_run)
-    predictor = model.predictor(rows=CALL_ROWS)  # predict's and serve's path: the same bits
+    predictor = model.predictor()  # predict's and serve's path: the same bits
     np.testing.assert_array_equal(
         body["probabilities"], predictor(make_sequences(digit[None], model.layout))[0]
     )
