@@ -44,16 +44,29 @@ def read_grey(source: Path | bytes, name: str | None = None) -> np.ndarray:
                 )
             opened.draft("L", (DRAFT_SIDE, DRAFT_SIDE))  # JPEG: decode at a reduced scale; others: no-op
             opened.load()
-            image = opened.convert("RGBA") if _has_alpha(opened) else opened.convert("L")
+            image = opened.convert("RGBA") if _has_alpha(opened) else opened
+            if image.mode == "RGBA":  # transparent background: what a viewer shows is the ink over white
+                image = Image.alpha_composite(Image.new("RGBA", image.size, "white"), image)
+            grey = np.asarray(image if image.mode == "L" else image.convert("L"), dtype=np.float32)
     except UnidentifiedImageError:
         raise DataError(f"{shown}: not an image (PNG, JPEG, ...) or IDX file") from None
     except Image.DecompressionBombError as exc:  # Pillow's own bound, checked at open
         raise ImageTooLarge(f"{shown}: {exc}") from None
     except (OSError, ValueError) as exc:
         raise DataError(f"{shown}: cannot read the image ({exc})") from None
-    if image.mode == "RGBA":  # transparent background: what a viewer shows is the ink over white
-        image = Image.alpha_composite(Image.new("RGBA", image.size, "white"), image)
-    return np.asarray(image.convert("L"), dtype=np.float32)
+    return grey
+
+
+def pixel_count(data: bytes) -> int | None:
+    """Width x height from the picture's header, nothing decoded (None: not a picture Pillow knows)."""
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as opened:
+            width, height = opened.size
+    except Exception:  # whatever it is, read_grey says it in its own words
+        return None
+    return int(width * height)
 
 
 def _has_alpha(image: Any) -> bool:
@@ -76,14 +89,19 @@ def has_light_background(grey: np.ndarray) -> bool:
 
 def normalize_digit(grey: np.ndarray, invert: bool | None = None, name: str = "image") -> np.ndarray:
     """(H, W) greyscale -> (28, 28) uint8, MNIST-style. `invert` None: tell the polarity from the border."""
-    ink = 255.0 - grey if (has_light_background(grey) if invert is None else invert) else grey.copy()
-    ink = np.clip(ink - np.median(border(ink)), 0.0, None)  # the background's own level is not ink
+    # One median of the border serves both the polarity and the background's level (the median of
+    # 255 - x is 255 - the median of x): this runs once per request in `serve`, in its event loop.
+    edge = float(np.median(border(grey)))
+    flip = edge > 127.5 if invert is None else invert
+    ink = 255.0 - grey if flip else grey.copy()
+    ink -= 255.0 - edge if flip else edge  # the background's own level is not ink
+    np.maximum(ink, 0.0, out=ink)
     peak = float(ink.max())
     if peak < MIN_CONTRAST:
         raise DataError(f"{name}: blank image, no digit found (contrast {peak:.0f} of 255); draw a digit")
     ink[ink < NOISE_FRACTION * peak] = 0.0
-    rows, cols = np.nonzero(ink)
-    box = ink[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1] * (255.0 / peak)
+    rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
+    box = ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1] * (255.0 / peak)
     return centre_by_mass(scale_to_box(box))
 
 

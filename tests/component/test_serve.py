@@ -25,14 +25,14 @@ def client(smoke_run: Path) -> TestClient:
     return TestClient(create_app(smoke_run, max_upload_bytes=64 * 1024))
 
 
-def _png(tmp_path: Path) -> Path:
+def _png(tmp_path: Path, scale: int = 1) -> Path:
     path = tmp_path / "three.png"
     image = Image.new("L", (90, 120), 255)  # a dark digit on light paper, not square
     image.paste(0, (30, 20, 60, 28))
     image.paste(0, (52, 20, 60, 100))
     image.paste(0, (30, 56, 60, 64))
     image.paste(0, (30, 92, 60, 100))
-    image.save(path)
+    image.resize((90 * scale, 120 * scale)).save(path)
     return path
 
 
@@ -43,12 +43,15 @@ def test_healthz_says_what_is_served(client: TestClient, smoke_run: Path) -> Non
     assert str(smoke_run.parent) not in json.dumps(health)  # the run by its folder name, not a path
 
 
+@pytest.mark.parametrize("scale", [1, 5])  # prepared in the event loop; in a worker thread (INLINE_PIXELS)
 def test_an_upload_gets_the_same_probabilities_as_predict(
-    client: TestClient, smoke_run: Path, tmp_path: Path
+    client: TestClient, smoke_run: Path, tmp_path: Path, scale: int
 ) -> None:
     from mnist_rnn.predict import predict_files
+    from mnist_rnn.serve import INLINE_PIXELS
 
-    path = _png(tmp_path)
+    path = _png(tmp_path, scale)
+    assert (90 * scale * 120 * scale > INLINE_PIXELS) == (scale > 1)
     (expected,), errors, _ = predict_files(smoke_run, [path])
     assert not errors
     with open(path, "rb") as f:

@@ -15,6 +15,7 @@ from mnist_rnn.images import (
     centre_of_mass,
     has_light_background,
     normalize_digit,
+    pixel_count,
     plain_resize,
     prepare_digit,
     read_grey,
@@ -106,3 +107,12 @@ def test_read_grey_handles_files_bytes_transparency_and_junk(tmp_path: Path) -> 
     np.testing.assert_array_equal(prepare_digit(buffer.getvalue(), name="upload"), prepare_digit(path))
     with pytest.raises(DataError, match="junk.png: not an image"):
         read_grey(b"not a picture", name="junk.png")
+
+
+def test_pixel_count_reads_the_header_only() -> None:
+    buffer = io.BytesIO()
+    Image.new("L", (640, 480), 255).save(buffer, format="PNG")
+    data = buffer.getvalue()
+    assert pixel_count(data) == 640 * 480
+    assert pixel_count(data[:64]) == 640 * 480  # the header alone: nothing past it is read
+    assert pixel_count(b"not a picture") is None
