@@ -163,13 +163,14 @@ def test_drawing_a_digit_shows_the_prediction_and_the_row_chart(
         assert region.size and 0.02 < (np.abs(region - np.median(region)) > 64).mean() < 0.6, name
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 def test_sigterm_under_load_answers_every_accepted_request_and_exits_0(
-    smoke_run: Path, tmp_path: Path
+    smoke_run: Path, tmp_path: Path, workers: int
 ) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
     port = _free_port()
-    process = start_cli("serve", str(smoke_run), "--port", str(port), cwd=tmp_path)
+    process = start_cli("serve", str(smoke_run), "--port", str(port), "--workers", str(workers), cwd=tmp_path)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120
@@ -194,6 +195,23 @@ def test_sigterm_under_load_answers_every_accepted_request_and_exits_0(
     finally:
         if process.poll() is None:
             process.kill()
+
+
+def test_a_worker_that_cannot_load_the_model_stops_the_server_with_one_line(
+    smoke_run: Path, tmp_path: Path
+) -> None:
+    """The parent finds the checkpoint folder; only the workers find it unreadable. uvicorn would restart a
+    worker that dies after starting; one that fails to start must stop everything, and say why once."""
+    run = tmp_path / "damaged"
+    shutil.copytree(smoke_run, run, ignore=shutil.ignore_patterns("tensorboard"))
+    for model in (run / "checkpoints").glob("*/model.keras"):
+        model.write_bytes(b"not a zip file")
+    process = start_cli("serve", str(run), "--port", str(_free_port()), "--workers", "2", cwd=tmp_path)
+    _, err = process.communicate(timeout=180)
+    assert process.returncode == 2, err
+    lines = err.strip().splitlines()
+    assert "worker processes" in lines[0]  # "serving ...": the workers were started
+    assert len(lines) == 2 and lines[1].startswith(f"error: {run}: no loadable 'best' checkpoint"), err
 
 
 def _up(url: str) -> bool:
