@@ -133,8 +133,40 @@ def _literature_table(literature: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def serve_load_table(report: dict[str, Any]) -> str:
+    """scripts/serve_load.py's JSON: requests/s and p99 per client count, batched over one call per request
+    and its A/A, then how throughput grows from the fewest clients to the most (and the A/A server's)."""
+
+    def paired(summary: dict[str, Any]) -> str:
+        low, high = summary["ci90"]
+        return f"{summary['median']:.2f}× [{low:.2f}–{high:.2f}]"
+
+    lines = [
+        "| clients | one call per request, req/s | batched, req/s | batched / one | A/A "
+        "| p99 ms, one / batched |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in report["results"]:
+        rate, p99 = r["requests_per_second"], r["p99_ms"]
+        lines.append(
+            f"| {r['clients']} | {rate['one']:,.0f} | {rate['batched']:,.0f} "
+            f"| {paired(r['batched_over_one'])} | {paired(r['aa_batched_again_over_batched'])} "
+            f"| {p99['one']:.0f} / {p99['batched']:.0f} |"
+        )
+    fewest, most = report["scaling"]["clients"]
+    first = report["results"][0]
+    footer = (
+        f"Batched, {most} clients over {fewest}: {paired(report['scaling'])}, {report['scaling']['verdict']} "
+        f"{report['scaling']['target']:g}× (the A/A server: {paired(report['scaling_again'])}). "
+        f"`serve --workers {report['workers']}`, {first['rounds']} rounds of "
+        f"{first['requests_per_round']} requests per variant and client count; {report['cpu']}."
+    )
+    return "\n".join([*lines, "", footer])
+
+
 TABLES: dict[str, Callable[[Any], str]] = {
     "bench": _bench_table, "exports": _export_table, "literature": _literature_table,
+    "serve_load": serve_load_table,
 }  # fmt: skip
 
 

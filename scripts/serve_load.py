@@ -1,16 +1,18 @@
 """Throughput of `POST /predict` under concurrent clients: micro-batching (`--max-batch 64`, the default)
-against one model call per request (`--max-batch 1`), measured in one run on real `mnist-rnn serve`
-processes on 127.0.0.1.
+against one model call per request (`--max-batch 1`), and how throughput grows from one client to many,
+measured in one run on real `mnist-rnn serve` processes on 127.0.0.1.
 
-    python scripts/serve_load.py RUN_DIR [--clients 1 8 32] [--requests 192] [--rounds 6] [--out FILE.json]
+    python scripts/serve_load.py RUN_DIR [--workers 2] [--clients 1 8 32] [--requests 600] [--rounds 8]
+        [--out FILE.json]
 
-Three servers run side by side: `one` (--max-batch 1), `batched` and `batched-again` (both default; the
-A/A control). For each client count, every round sends `--requests` uploads of one picture to each server
-in turn (a shuffled order, `clients` at a time) and times them; the ratio of a round is batched / one
-(and batched-again / batched), and the summary is the median of the rounds' ratios with a bootstrap 90%
-interval (mnist_rnn.measure). p50/p99 latency per variant are medians over its rounds. The load comes
-from ApacheBench (`ab`; apt-get install apache2-utils). Only 127.0.0.1 is contacted; the servers are
-stopped at the end.
+Three servers run side by side, each with `--workers` processes: `one` (--max-batch 1), `batched` and
+`batched-again` (both default; the A/A control). Every round sends `--requests` uploads of one picture to
+each server at each client count (`clients` at a time), in a shuffled order, and times them. Per round,
+batched / one and batched-again / batched at each client count, and the scaling: batched's requests/s at
+the most clients over its requests/s at one client, both timed in that round. Each summary is the median
+of the rounds' ratios with a bootstrap 90% interval (mnist_rnn.measure); the scaling's verdict is against
+4x. p50/p99 latency per variant are medians over its rounds. The load comes from ApacheBench (`ab`;
+apt-get install apache2-utils). Only 127.0.0.1 is contacted; the servers are stopped at the end.
 """
 
 from __future__ import annotations
@@ -32,10 +34,12 @@ from mnist_rnn.execution import cpu_description
 from mnist_rnn.measure import summarise
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from serve_latency import start  # noqa: E402  (the scripts folder is not a package)
+from docs_figures import serve_load_table  # noqa: E402  (the scripts folder is not a package)
+from serve_latency import start  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 VARIANTS = {"one": ["--max-batch", "1"], "batched": [], "batched-again": []}
+SCALING_TARGET = 4.0  # issue #23: 32 clients get at least 4x the requests/s of one client
 
 
 def burst(url: str, picture: Path, requests: int, clients: int) -> tuple[float, dict[str, float]]:
@@ -53,33 +57,51 @@ def burst(url: str, picture: Path, requests: int, clients: int) -> tuple[float, 
     return rate, {"p50": float(within["50"]), "p99": float(within["99"])}
 
 
-def measure(urls: dict[str, str], picture: Path, clients: int, requests: int, rounds: int) -> dict[str, Any]:
-    rng = random.Random(clients)
-    for url in urls.values():  # warm-up: every batch size the server will meet is traced once
-        burst(url, picture, requests, clients)
-    rates: dict[str, list[float]] = {name: [] for name in urls}
-    p50: dict[str, list[float]] = {name: [] for name in urls}
-    p99: dict[str, list[float]] = {name: [] for name in urls}
+def measure(
+    urls: dict[str, str], picture: Path, counts: list[int], requests: int, rounds: int
+) -> dict[str, Any]:
+    rng = random.Random(0)
+    for clients in counts:  # warm-up: every batch size the servers will meet is traced once
+        for url in urls.values():
+            burst(url, picture, requests, clients)
+    rates: dict[int, dict[str, list[float]]] = {c: {n: [] for n in urls} for c in counts}
+    p50: dict[int, dict[str, list[float]]] = {c: {n: [] for n in urls} for c in counts}
+    p99: dict[int, dict[str, list[float]]] = {c: {n: [] for n in urls} for c in counts}
     for _ in range(rounds):
-        order = list(urls)
-        rng.shuffle(order)
-        for name in order:
+        slices = [(clients, name) for clients in counts for name in urls]
+        rng.shuffle(slices)
+        for clients, name in slices:
             rate, ms = burst(urls[name], picture, requests, clients)
-            rates[name].append(rate)
-            p50[name].append(ms["p50"])
-            p99[name].append(ms["p99"])
-    ratio = [b / o for b, o in zip(rates["batched"], rates["one"], strict=True)]
-    control = [a / b for a, b in zip(rates["batched-again"], rates["batched"], strict=True)]
-    return {
-        "clients": clients,
-        "requests_per_round": requests,
-        "rounds": rounds,
-        "requests_per_second": {name: float(np.median(r)) for name, r in rates.items()},
-        "p50_ms": {name: float(np.median(ms)) for name, ms in p50.items()},
-        "p99_ms": {name: float(np.median(ms)) for name, ms in p99.items()},
-        "batched_over_one": summarise(ratio),
-        "aa_batched_again_over_batched": summarise(control),
-    }
+            rates[clients][name].append(rate)
+            p50[clients][name].append(ms["p50"])
+            p99[clients][name].append(ms["p99"])
+    results = []
+    for clients in counts:
+        r = rates[clients]
+        results.append({
+            "clients": clients,
+            "requests_per_round": requests,
+            "rounds": rounds,
+            "requests_per_second": {name: float(np.median(v)) for name, v in r.items()},
+            "p50_ms": {name: float(np.median(ms)) for name, ms in p50[clients].items()},
+            "p99_ms": {name: float(np.median(ms)) for name, ms in p99[clients].items()},
+            "batched_over_one": summarise([b / o for b, o in zip(r["batched"], r["one"], strict=True)]),
+            "aa_batched_again_over_batched": summarise(
+                [a / b for a, b in zip(r["batched-again"], r["batched"], strict=True)]
+            ),
+        })  # fmt: skip
+    most, fewest = max(counts), min(counts)
+
+    def scaling(name: str) -> dict[str, Any]:
+        ratios = [m / f for m, f in zip(rates[most][name], rates[fewest][name], strict=True)]
+        return {
+            "clients": [fewest, most],
+            "target": SCALING_TARGET,
+            **summarise(ratios, target=SCALING_TARGET),
+        }
+
+    # batched-again's scaling is the control: the same server, so the same figure up to the noise
+    return {"results": results, "scaling": scaling("batched"), "scaling_again": scaling("batched-again")}
 
 
 def main() -> None:
@@ -87,19 +109,22 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("run", type=Path)
+    parser.add_argument("--workers", type=int, default=1, help="serve --workers for every server")
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32])
-    parser.add_argument("--requests", type=int, default=192, help="per variant and round")
-    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument(
+        "--requests", type=int, default=600, help="per variant, client count and round: ~1-3 s each"
+    )
+    parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--picture", type=Path, default=REPO / "tests/data/digits/7_dejavu-sans_0.png")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     if shutil.which("ab") is None:
         raise SystemExit("needs ApacheBench: apt-get install apache2-utils")
-    servers = {name: start(args.run, extra) for name, extra in VARIANTS.items()}
+    workers = ["--workers", str(args.workers)]
+    servers = {name: start(args.run, [*extra, *workers]) for name, extra in VARIANTS.items()}
     try:
         urls = {name: url for name, (_, url) in servers.items()}
-        picture = args.picture
-        results = [measure(urls, picture, c, args.requests, args.rounds) for c in args.clients]
+        measured = measure(urls, args.picture, args.clients, args.requests, args.rounds)
     finally:
         for server, _ in servers.values():
             server.send_signal(signal.SIGINT)
@@ -108,19 +133,10 @@ def main() -> None:
         "cpu": cpu_description(),
         "run": args.run.name,
         "picture": args.picture.name,
-        "results": results,
+        "workers": args.workers,
+        **measured,
     }
-    print(f"POST /predict, one picture, {args.rounds} rounds of {args.requests} requests; {report['cpu']}")
-    print("| clients | one req/s | batched req/s | batched / one [90%] | A/A [90%] | p99 ms one / batched |")
-    print("|---|---|---|---|---|---|")
-    for r in results:
-        ratio, aa, rate = r["batched_over_one"], r["aa_batched_again_over_batched"], r["requests_per_second"]
-        print(
-            f"| {r['clients']} | {rate['one']:.0f} | {rate['batched']:.0f} "
-            f"| {ratio['median']:.2f} [{ratio['ci90'][0]:.2f}–{ratio['ci90'][1]:.2f}] "
-            f"| {aa['median']:.2f} [{aa['ci90'][0]:.2f}–{aa['ci90'][1]:.2f}] "
-            f"| {r['p99_ms']['one']:.0f} / {r['p99_ms']['batched']:.0f} |"
-        )
+    print(serve_load_table(report))
     if args.out:
         args.out.write_text(json.dumps(report, indent=2) + "\n")
         print(f"wrote {args.out}")

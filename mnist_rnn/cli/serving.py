@@ -90,7 +90,7 @@ def _serve(source: Path, host: str, port: int, batching: tuple[int, float], work
 
 
 def _supervise(config: Any, settings: dict[str, Any]) -> None:
-    """uvicorn's parent process over `config.workers` workers. The settings reach each worker through the
+    """uvicorn's parent process over the config's worker processes. The settings reach each worker through the
     environment; a worker that cannot start writes why to a file, which becomes this process's one line."""
     from uvicorn.supervisors import Multiprocess
 
@@ -164,8 +164,8 @@ def serve_command(
         typer.Option(
             "--workers",
             min=1,
-            help="Server processes, each with its own copy of the model (~0.75 GB) and its own batches; "
-            "2 on a 2-core machine answers about twice as many requests under load.",
+            help="Server processes, each with its own copy of the model (~0.75 GB) and its own batches: "
+            "one process's Python uses one core, so 2 on a 2-core machine answers more requests under load.",
         ),
     ] = 1,
 ) -> None:
