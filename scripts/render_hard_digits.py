@@ -23,6 +23,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 TRUETYPE = Path("/usr/share/fonts/truetype")
+SEED = 2026_12_04  # the committed sets
 BOLD = {
     "dejavu-sans-bold": "dejavu/DejaVuSans-Bold.ttf",
     "dejavu-serif-bold": "dejavu/DejaVuSerif-Bold.ttf",
@@ -88,8 +89,10 @@ def blurred(digit: int, font_path: Path, rng: np.random.Generator) -> Image.Imag
     return Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8))
 
 
-def write_set(name: str, fonts: dict[str, str], draw, per_font: int, rng: np.random.Generator) -> None:  # noqa: ANN001
-    folder = OUT / name
+def write_set(  # noqa: ANN001
+    name: str, fonts: dict[str, str], draw, per_font: int, rng: np.random.Generator, out: Path = OUT
+) -> None:
+    folder = out / name
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     for font, path in fonts.items():
@@ -108,13 +111,17 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--per-font", type=int, default=2, help="pictures of each digit per font [2]")
+    parser.add_argument(
+        "--seed", type=int, default=SEED, help="another seed and --out: fresh sets, held out from tuning"
+    )
+    parser.add_argument("--out", type=Path, default=OUT, help=f"folder for heavy/ and blurred/ [{OUT}]")
     args = parser.parse_args()
     missing = [p for p in {**BOLD, **REGULAR}.values() if not (TRUETYPE / p).is_file()]
     if missing:
         raise SystemExit(f"fonts not found: {', '.join(missing)}; see this script's docstring")
-    rng = np.random.default_rng(2026_12_04)
-    write_set("heavy", BOLD, heavy, args.per_font, rng)
-    write_set("blurred", REGULAR, blurred, args.per_font, rng)
+    rng = np.random.default_rng(args.seed)
+    write_set("heavy", BOLD, heavy, args.per_font, rng, args.out)
+    write_set("blurred", REGULAR, blurred, args.per_font, rng, args.out)
 
 
 if __name__ == "__main__":

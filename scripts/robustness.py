@@ -2,7 +2,7 @@
 (no flags: MNIST-style normalisation, polarity detected).
 
     python scripts/robustness.py default=runs/default row_best=runs/row_best \\
-        --out docs/results/robustness.json
+        --out docs/results/robustness.json [--set heavy_heldout=FOLDER ...]
 
 Sets (the label is the first character of each file name): tests/data/digits (printed, rendered by
 scripts/render_digits.py), tests/data/heavy and tests/data/blurred (scripts/render_hard_digits.py). The
@@ -38,7 +38,12 @@ def main() -> None:
     )
     parser.add_argument("runs", nargs="+", help="LABEL=RUN_DIR")
     parser.add_argument("--out", type=Path, default=Path("robustness.json"))
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="NAME=FOLDER", dest="extra",
+        help="another set too, e.g. one rendered with another seed and held out from tuning",
+    )  # fmt: skip
     args = parser.parse_args()
+    sets = {**SETS, **{name: Path(folder) for name, _, folder in (s.partition("=") for s in args.extra)}}
 
     from mnist_rnn import runs
     from mnist_rnn.execution import cpu_description
@@ -53,7 +58,7 @@ def main() -> None:
         entry = {
             "config": runs.read_run_config(run).name,
             "test_accuracy": metrics["test_accuracy"],
-            "sets": {name: score(run, folder) for name, folder in SETS.items()},
+            "sets": {name: score(run, folder) for name, folder in sets.items()},
         }
         report["runs"][label] = entry
         shown = ", ".join(f"{name} {s['correct']}/{s['total']}" for name, s in entry["sets"].items())

@@ -7,18 +7,22 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw
 
+import mnist_rnn.images
 from mnist_rnn.errors import DataError
 from mnist_rnn.images import (
     DIGIT_BOX,
+    THICK_STROKE,
     centre_of_mass,
+    erode,
     has_light_background,
     normalize_digit,
     pixel_count,
     plain_resize,
     prepare_digit,
     read_grey,
+    stroke_width,
 )
 
 
@@ -35,6 +39,13 @@ def _extent(image: np.ndarray) -> tuple[int, int]:
     return int(rows.max() - rows.min() + 1), int(cols.max() - cols.min() + 1)
 
 
+@pytest.fixture
+def no_thinning(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A solid block is no stroke: tests of the crop and the scale keep it as it is."""
+    monkeypatch.setattr(mnist_rnn.images, "THICK_STROKE", float("inf"))
+
+
+@pytest.mark.usefixtures("no_thinning")
 def test_the_bounding_box_is_cropped_and_its_longer_side_scaled_to_20_px() -> None:
     out = normalize_digit(_canvas((150, 90), (30, 20, 80, 40)))  # 80 tall, 40 wide, anywhere
     assert out.shape == (28, 28) and out.dtype == np.uint8
@@ -73,6 +84,7 @@ def test_both_polarities_give_the_same_image() -> None:
         normalize_digit(np.full((50, 50), 250.0, dtype=np.float32), invert=False)
 
 
+@pytest.mark.usefixtures("no_thinning")
 def test_faint_noise_and_a_grey_background_are_not_ink() -> None:
     rng = np.random.default_rng(0)
     grey = 40.0 + rng.uniform(0, 25, size=(120, 120)).astype(np.float32)  # a noisy grey scan background
@@ -116,3 +128,36 @@ def test_pixel_count_reads_the_header_only() -> None:
     assert pixel_count(data) == 640 * 480
     assert pixel_count(data[:64]) == 640 * 480  # the header alone: nothing past it is read
     assert pixel_count(b"not a picture") is None
+
+
+def test_stroke_width_is_twice_the_area_over_the_edges() -> None:
+    bar = np.zeros((220, 20), np.float32)
+    bar[10:210, 8:11] = 255.0  # 3 px wide, 200 long: 2 * 600 / (2 * 200 + 2 * 3)
+    assert stroke_width(bar) == pytest.approx(2 * 600 / 406)
+    assert stroke_width(np.zeros((5, 5))) == 0.0
+
+
+def test_erode_takes_the_minimum_over_a_square_and_black_beyond_the_edge() -> None:
+    image = np.full((9, 12), 200.0, np.float32)
+    image[4, 6] = 10.0
+    eroded = erode(image, 3)
+    assert eroded.shape == image.shape
+    assert eroded[3:6, 5:8].max() == 10.0 and eroded[1, 1] == 200.0  # the dark pixel spread by one
+    assert eroded[0].max() == 0.0 and eroded[:, -1].max() == 0.0  # the frame: black outside
+    np.testing.assert_array_equal(erode(image, 1), image)
+
+
+def _ring(stroke: int) -> np.ndarray:
+    picture = Image.new("L", (240, 320), 0)
+    ImageDraw.Draw(picture).ellipse((40, 40, 200, 280), outline=255, width=stroke)
+    return np.asarray(picture, np.float32)
+
+
+def test_a_bold_digit_is_thinned_and_a_pen_stroke_is_not(monkeypatch: pytest.MonkeyPatch) -> None:
+    bold, pen = normalize_digit(_ring(55)), normalize_digit(_ring(24))
+    monkeypatch.setattr(mnist_rnn.images, "THICK_STROKE", float("inf"))  # never thin
+    bold_as_it_was, pen_as_it_was = normalize_digit(_ring(55)), normalize_digit(_ring(24))
+    np.testing.assert_array_equal(pen, pen_as_it_was)
+    assert stroke_width(bold_as_it_was) > THICK_STROKE > stroke_width(bold)
+    assert (bold > 0).sum() < (bold_as_it_was > 0).sum()
+    assert bold[14, 14] == 0  # the hole stays open
