@@ -164,9 +164,38 @@ def serve_load_table(report: dict[str, Any]) -> str:
     return "\n".join([*lines, "", footer])
 
 
+def _profile_table(report: dict[str, Any]) -> str:
+    """scripts/profile_vs_torch.py's JSON: per case and side, where a batch's time goes, and the five
+    largest operations."""
+    lines = [
+        "| case | side | wall ms / batch | op ms / batch | matmuls | the rest | waits "
+        "| matmul GFLOP/s (share of the machine's) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    tops = []
+    for r in report["results"]:
+        for side in ("mnist_rnn", "torch"):
+            v = r[side]
+            lines.append(
+                f"| {r['case']} | {side} | {v['wall_ms_per_batch']:.1f} | {v['op_ms_per_batch']:.1f} "
+                f"| {v['matmul_ms_per_batch']:.1f} ({v['matmul_share_of_op_time']:.0%}) "
+                f"| {v['other_ms_per_batch']:.1f} | {v['wait_ms_per_batch']:.1f} "
+                f"| {v['matmul_gflops']:.0f} ({v['matmul_gflops_share_of_machine']:.0%}) |"
+            )
+            top = ", ".join(f"`{name}` {ms:.2f}" for name, ms in list(v["top_ops_ms_per_batch"].items())[:5])
+            tops.append(f"- {r['case']}, {side}: {top}")
+    first = report["results"][0]
+    footer = (
+        f"{first['batches']} batches of 128 per case under each side's profiler; machine matmul rate "
+        f"{first['machine_matmul_gflops']:.0f} GFLOP/s; {report['machine']['cpu']}. Largest operations, "
+        "ms per batch:"
+    )
+    return "\n".join([*lines, "", footer, "", *tops])
+
+
 TABLES: dict[str, Callable[[Any], str]] = {
     "bench": _bench_table, "exports": _export_table, "literature": _literature_table,
-    "serve_load": serve_load_table,
+    "serve_load": serve_load_table, "profile": _profile_table,
 }  # fmt: skip
 
 
