@@ -186,7 +186,7 @@ class TrainConfig(_Frozen):
         Jit, BeforeValidator(lambda v: ("on" if v else "off") if isinstance(v, bool) else v)
     ] = Jit.auto
     eval_batch_size: PositiveInt = 1_000
-    # Threads per CPU op (TensorFlow's and XLA's kernels); None: TensorFlow's default, one per logical CPU.
+    # Threads per CPU op (TensorFlow's and XLA's kernels); None: the plan's (execution.planned_cpu_threads).
     cpu_threads: PositiveInt | None = None
     # Each batch as this many concurrent XLA computations (sharded_step.py); None: `execution` decides (one
     # per CPU core for stacked models on short sequences under XLA). Results differ in the last digits

@@ -54,6 +54,13 @@ SHARD_ONE_LAYER_VECTOR = "AVX-512"
 # AVX2: AVX-512 only.
 SHARD_SCORING_VECTOR = "AVX-512"
 MIN_SHARD = 32
+# With the fused LSTM's step in one shard per core, TensorFlow's intra-op pool at one thread (each shard's
+# XLA program then stays on the core that launched it): on an AVX-512 EPYC, ours over PyTorch, pooled
+# paired slices of three processes per setting, LSTM 1x128 rows 0.87 [0.85-0.97] against 0.83 [0.78-0.84]
+# with TensorFlow's default, 2x128 0.93 [0.89-0.98] against 0.79 [0.69-0.86]; Keras's GRU 2x128 in shards
+# lost with it, 0.87 [0.80-0.91] against 1.28 [1.21-1.36] (scripts/threads_probe.py,
+# docs/bench/2026-12-04-epyc-avx512-threads.json). Not measured with AVX2: AVX-512 only.
+ONE_THREAD_VECTOR = "AVX-512"
 
 
 # ------------------------------------------------------------------------------------------ device
@@ -76,10 +83,12 @@ def select_device(device: Device) -> str:
     return "/GPU:0" if gpus and device is not Device.cpu else "/CPU:0"
 
 
-def set_cpu_threads(threads: int | None) -> int:
-    """Apply `train.cpu_threads` before TensorFlow starts its runtime; return the count in effect (0:
-    TensorFlow's default, one per logical CPU). Results depend on it in the last digits (a matmul split
-    over more threads sums in another order), so a run records it."""
+def set_cpu_threads(threads: int | None, required: bool = True) -> int:
+    """Apply `train.cpu_threads` (or the plan's choice, `planned_cpu_threads`) before TensorFlow starts its
+    runtime; return the count in effect (0: TensorFlow's default, one per logical CPU). Results depend on it
+    in the last digits (a matmul split over more threads sums in another order), so a run records it. Once
+    the runtime runs (a caller that trains in its own process), a count the config asked for is refused; the
+    plan's own preference (`required=False`) gives way to the count in effect."""
     import tensorflow as tf
 
     current = tf.config.threading.get_intra_op_parallelism_threads()
@@ -88,6 +97,8 @@ def set_cpu_threads(threads: int | None) -> int:
     try:
         tf.config.threading.set_intra_op_parallelism_threads(threads)
     except RuntimeError:  # "cannot be modified after initialization"
+        if not required:
+            return current
         raise ConfigError(
             f"train.cpu_threads={threads} cannot take effect: TensorFlow already runs in this process "
             f"with {current or 'its default number of'} threads; train in a new process (as the CLI does)"
@@ -234,6 +245,18 @@ def _batch_shards(cfg: Config, device: str, xla: bool) -> int:
         return 1
     cores = cfg.train.cpu_threads or len(os.sched_getaffinity(0))
     return max(1, min(cores, cfg.train.batch_size // MIN_SHARD))
+
+
+def planned_cpu_threads(cfg: Config, execution: Execution) -> int | None:
+    """Threads per CPU op for a training run: `train.cpu_threads` when set; else 1 where the fused LSTM
+    trains in one shard per core on an AVX-512 CPU (see ONE_THREAD_VECTOR); else None, TensorFlow's
+    default (one per logical CPU)."""
+    if cfg.train.cpu_threads is not None:
+        return cfg.train.cpu_threads
+    cores = len(os.sched_getaffinity(0))
+    if execution.fused and execution.shards >= cores > 1 and cpu_vector() == ONE_THREAD_VECTOR:
+        return 1
+    return None
 
 
 def _xla_pays(cfg: Config, device: str, long_run: bool) -> bool:

@@ -17,6 +17,7 @@ from mnist_rnn.execution import (
     Execution,
     plan_execution,
     plan_scoring,
+    planned_cpu_threads,
     scoring_shards,
     select_device,
     set_cpu_threads,
@@ -51,12 +52,12 @@ class RunPlan:
 def make_plan(cfg: Config) -> RunPlan:
     """The plan of a training run. Threads are set before anything starts TensorFlow's runtime; a device
     or cluster that does not exist, or mixed precision without a GPU, fails here, before any write."""
-    threads = set_cpu_threads(cfg.train.cpu_threads)
-    device = select_device(cfg.train.device)
+    device = select_device(cfg.train.device)  # lists the devices; the runtime has not started yet
+    execution = plan_execution(cfg, device)
+    threads = set_cpu_threads(planned_cpu_threads(cfg, execution), required=cfg.train.cpu_threads is not None)
     check_precision(cfg.train, device)
     chief = is_chief(cfg.train)
     strategy = make_strategy(cfg.train)
-    execution = plan_execution(cfg, device)
     if strategy is not None:
         execution = Execution(execution.fused, execution.xla, strategy.num_replicas_in_sync)
     xla = plan_scoring(cfg, device)

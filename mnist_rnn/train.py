@@ -304,7 +304,7 @@ def _final_test(s: Session, stopped_early: bool) -> dict[str, Any]:
         "test_samples": test.samples,
         "device": s.plan.device,
         "cpu": cpu_description(),  # speed depends on it: the model and its vector extensions
-        "cpu_threads": s.cfg.train.cpu_threads,  # None: TensorFlow's default, one per logical CPU
+        "cpu_threads": s.cfg.train.cpu_threads,  # as configured; the count in effect: "plan" below
         "plan": s.plan.record(),  # how the run was planned to execute (execution: what the model runs)
         "gpu": gpu_description(s.plan.device),  # None on a CPU
         "cudnn": cudnn_report(s.cfg.model, s.plan.device),  # on a GPU: used, or which keys rule it out

@@ -8,8 +8,9 @@ import sys
 
 import pytest
 
+from mnist_rnn.config import Config, ModelConfig, TrainConfig
 from mnist_rnn.errors import ConfigError
-from mnist_rnn.execution import set_cpu_threads
+from mnist_rnn.execution import plan_execution, planned_cpu_threads, set_cpu_threads
 from tests.conftest import REPO
 
 PROBE = """
@@ -39,3 +40,36 @@ def test_cpu_threads_after_tensorflow_started_is_a_one_line_config_error() -> No
     assert set_cpu_threads(None) == current  # left out: nothing to apply
     with pytest.raises(ConfigError, match=r"train.cpu_threads=\d+ cannot take effect.*new process"):
         set_cpu_threads(current + 3)
+
+
+def test_the_plans_own_preference_gives_way_once_tensorflow_runs() -> None:
+    """`train.cpu_threads` left out, the plan's choice is a preference: a process whose runtime already
+    runs (a test, a notebook) trains with the count in effect rather than failing."""
+    import tensorflow as tf
+
+    tf.constant(1.0) + 1.0
+    current = tf.config.threading.get_intra_op_parallelism_threads()
+    assert set_cpu_threads(current + 3, required=False) == current
+
+
+@pytest.mark.parametrize(
+    ("model", "train", "vector", "cores", "threads"),
+    [
+        (ModelConfig(), TrainConfig(), "AVX-512", 2, 1),  # the default model: fused LSTM in 2 shards
+        (ModelConfig(units=(128,)), TrainConfig(), "AVX-512", 2, 1),  # one layer shards on AVX-512 too
+        (ModelConfig(), TrainConfig(), "AVX2", 2, None),  # not measured there
+        (ModelConfig(), TrainConfig(cpu_threads=2), "AVX-512", 2, 2),  # the config's own count wins
+        (ModelConfig(cell="gru"), TrainConfig(), "AVX-512", 2, None),  # Keras's GRU in shards: slower
+        (ModelConfig(), TrainConfig(batch_shards=1), "AVX-512", 2, None),  # one XLA call: its ops spread
+        (ModelConfig(), TrainConfig(), "AVX-512", 1, None),  # one core: nothing to shard
+        (ModelConfig(lstm_kernel="keras"), TrainConfig(), "AVX-512", 2, None),  # Keras's LSTM in shards
+    ],
+)
+def test_one_thread_per_op_where_the_fused_lstm_trains_one_shard_per_core_on_avx512(
+    model: ModelConfig, train: TrainConfig, vector: str, cores: int, threads: int | None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(cores)))
+    monkeypatch.setattr("mnist_rnn.execution.cpu_vector", lambda: vector)
+    cfg = Config(model=model, train=train.model_copy(update={"epochs": 50}))
+    assert planned_cpu_threads(cfg, plan_execution(cfg, "/CPU:0")) == threads
