@@ -6,14 +6,16 @@
 
 For each case (architecture x sequence layout) the variants are:
   (a) mnist_rnn    — the model from `model.build_model`, compiled by `loop.compile_model`, trained by
-                     `loop.fit_epoch`: exactly the code `mnist-rnn train` runs (the subject);
-  (a') mnist_rnn_aa — a second, identical copy of (a): the A/A control;
+                     `loop.fit_epoch`: exactly the code `mnist-rnn train` runs (the subject), in a
+                     process of its own with the threads per op that `train` would set;
+  (a') mnist_rnn_aa — a second, identical copy of (a) in a third process: the A/A control;
   (b) keras_fit    — the same architecture as a plain `keras.Sequential` and `model.fit(x, y, batch_size)`;
   (t) keras_tuned  — that Sequential as a competent Keras user would run it: `jit_compile=True`,
                      `steps_per_execution=32`, fed by the same tf.data pipeline as (a);
   (c) torch        — `nn.LSTM`/`nn.GRU` + `nn.Linear`, Adam, cross-entropy, a plain batch loop (the optional
                      `bench` extra: `pip install 'mnist-rnn[bench]'`; without it (c) is skipped and said so).
-All use Adam(1e-3) without clipping, batch 128, float32, the same images.
+All use Adam(1e-3) without clipping, batch 128, float32, the same images. Only one variant runs at a time:
+the processes of (a) and (a') wait on their pipes while the others run in this one.
 
 How it is timed (mnist_rnn/measure.py says why): after a warm-up (its time is reported as "compile"),
 each variant trains in short slices of a few batches (about 1-2 s) and then scores a fixed set of images.
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import platform
 import resource
@@ -50,6 +53,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # reproduced with torch 2.14.1 on an AMD EPYC). The bench compiles nothing, so triton stays out: torch's own
 # guarded import of it then fails softly and torch runs eagerly, as the CPU-only wheel does.
 sys.modules.setdefault("triton", None)  # type: ignore[assignment]
+# The processes of `planned_process_variant` import this module by name (multiprocessing's spawn gives them
+# this process's sys.path), also when it was loaded from its file (the tests).
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from mnist_rnn.tf_import import import_tensorflow  # noqa: E402
 
@@ -99,6 +105,16 @@ class Variant:
     compile_seconds: float = 0.0
     peak_rss_mib: float = 0.0
     execution: str = ""  # mnist_rnn: the path `train` chose (fused LSTM kernel, XLA)
+    pid: int = field(default_factory=os.getpid)  # the process it runs in (its memory is measured there)
+    # Set for a variant in a process of its own (`planned_process_variant`): runs warm/train/predict there
+    # and returns (wall s, CPU s) measured there.
+    remote: Callable[..., tuple[float, float]] | None = None
+
+    def timed(self, what: str, *args: np.ndarray) -> tuple[float, float]:
+        """(wall seconds, CPU seconds) of warm, train or predict, measured in the variant's own process."""
+        if self.remote is not None:
+            return self.remote(what, *args)
+        return timed(lambda: getattr(self, what)(*args))
 
 
 def case_config(case: Case) -> Any:
@@ -138,6 +154,47 @@ def mnist_rnn_variant(
         lambda x: scorer(holder["m"], x),
         execution=execution.describe(),
     )
+
+
+def planned_process_variant(case: Case, input_shape: tuple[int, int], device: str, name: str) -> Variant:
+    """`mnist_rnn_variant` in a process of its own, set up as `mnist-rnn train` sets itself up: threads per
+    op are fixed for a whole process before TensorFlow starts, and the plan may choose them
+    (`execution.planned_cpu_threads`), while the Keras variants beside it keep TensorFlow's default. The
+    process waits on its pipe while the others run; it ends with the case (`Variant.remote(None)`)."""
+    parent, child = multiprocessing.get_context("spawn").Pipe()
+    process = multiprocessing.get_context("spawn").Process(
+        target=_serve_variant, args=(child, case, input_shape, device, name), daemon=True
+    )
+    process.start()
+    execution = parent.recv()
+
+    def remote(what: str | None, *args: np.ndarray) -> tuple[float, float]:
+        parent.send(None if what is None else (what, args))
+        if what is None:
+            process.join()
+            return 0.0, 0.0
+        return parent.recv()
+
+    def call(what: str) -> Callable[..., None]:
+        return lambda *args: remote(what, *args) and None
+
+    assert process.pid is not None
+    warm, train, predict = call("warm"), call("train"), call("predict")
+    return Variant(name, warm, train, predict, execution=execution, pid=process.pid, remote=remote)
+
+
+def _serve_variant(conn: Any, case: Case, input_shape: tuple[int, int], device: str, name: str) -> None:
+    """The process of a `planned_process_variant`: the plan's threads, then warm/train/predict on request."""
+    import_tensorflow()
+    from mnist_rnn.execution import plan_execution, planned_cpu_threads, set_cpu_threads
+
+    cfg = case_config(case)
+    set_cpu_threads(planned_cpu_threads(cfg, plan_execution(cfg, device)))
+    variant = mnist_rnn_variant(case, input_shape, device, name)
+    conn.send(variant.execution)
+    while (request := conn.recv()) is not None:
+        what, args = request
+        conn.send(variant.timed(what, *args))
 
 
 def _keras_sequential(case: Case, input_shape: tuple[int, int]) -> Any:
@@ -245,10 +302,10 @@ def torch_variant(case: Case, input_shape: tuple[int, int]) -> Variant | None:
 class PeakRss:
     """Samples this process's resident memory every 5 ms while active."""
 
-    def __init__(self) -> None:
+    def __init__(self, pid: int | None = None) -> None:
         import psutil
 
-        self.process = psutil.Process()
+        self.process = psutil.Process(pid)
         self.peak = 0
         self._stop = threading.Event()
 
@@ -287,8 +344,8 @@ class Slice:
 
 
 def run_slice(v: Variant, x: np.ndarray, y: np.ndarray, x_eval: np.ndarray) -> Slice:
-    wall, cpu = timed(lambda: v.train(x, y))
-    eval_wall, _ = timed(lambda: v.predict(x_eval))
+    wall, cpu = v.timed("train", x, y)
+    eval_wall, _ = v.timed("predict", x_eval)
     result = Slice(len(x) / wall, len(x_eval) / eval_wall, cpu / len(x))
     v.train_rates.append(result.train_rate)
     v.eval_rates.append(result.eval_rate)
@@ -312,9 +369,9 @@ def run_case(case: Case, images: np.ndarray, labels: np.ndarray, rounds: int, de
     windows = [(x_all[i : i + size], y_all[i : i + size]) for i in range(0, case.pool - size + 1, size)]
     x_eval = x_all[: case.eval_samples]
     shape = (int(x_all.shape[1]), int(x_all.shape[2]))
-    subject = mnist_rnn_variant(case, shape, device)
+    subject = planned_process_variant(case, shape, device, "mnist_rnn")
     others = [
-        mnist_rnn_variant(case, shape, device, name="mnist_rnn_aa"),
+        planned_process_variant(case, shape, device, "mnist_rnn_aa"),
         keras_fit_variant(case, shape, device),
         keras_tuned_variant(case, shape, device),
     ]
@@ -323,7 +380,7 @@ def run_case(case: Case, images: np.ndarray, labels: np.ndarray, rounds: int, de
         others.append(torch_v)
     warm_x, warm_y = windows[0]
     for v in [subject, *others]:  # build, compile, and trace every shape the timed slices use
-        v.compile_seconds = timed(lambda v=v: v.warm(warm_x, warm_y))[0]
+        v.compile_seconds = v.timed("warm", warm_x, warm_y)[0]
         v.predict(x_eval)
     pairs: dict[str, dict[str, list[float]]] = {o.name: {"train": [], "eval": [], "cpu": []} for o in others}
     turn = 0
@@ -348,10 +405,12 @@ def run_case(case: Case, images: np.ndarray, labels: np.ndarray, rounds: int, de
         subject,
         *others,
     ]:  # memory: one more slice each, untimed, so no sampling thread runs while timing
-        with PeakRss() as rss:
+        with PeakRss(v.pid) as rss:
             v.train(*windows[0])
             v.predict(x_eval)
         v.peak_rss_mib = rss.growth_mib
+        if v.remote is not None:
+            v.remote(None)  # its process ends
     paired = {
         name: {kind: summarise(values) for kind, values in (("train", p["train"]), ("eval", p["eval"]),
                                                             ("cpu_per_sample", p["cpu"]))}
@@ -620,7 +679,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         result["ceiling"] = ceiling(result, flops_per_sample(case), gflops)
     report: dict[str, Any] = {"machine": machine_facts(device) | {"matmul_gflops": gflops}, "cases": results}
     if args.time_to_accuracy:
-        report["time_to_99"] = time_to_accuracy(0.99, plain=args.plain)
+        # in a process of its own, which sets itself up as `mnist-rnn train` does (threads per op included)
+        with multiprocessing.get_context("spawn").Pool(1) as pool:
+            report["time_to_99"] = pool.apply(time_to_accuracy, (0.99, args.plain))
     print_table(results)
     print(f"float32 matmul (1024x1024, TensorFlow, all cores): {gflops:.1f} GFLOP/s")
     for r in results:

@@ -193,9 +193,30 @@ def _profile_table(report: dict[str, Any]) -> str:
     return "\n".join([*lines, "", footer, "", *tops])
 
 
+def _threads_table(report: dict[str, Any]) -> str:
+    """scripts/threads_probe.py's JSON: ours over PyTorch per thread setting, pooled over the processes of
+    each setting, and each process's own median (their spread is the A/A)."""
+    lines = [
+        "| case | threads per op | ours / PyTorch, pooled [90% interval] | each process's median |",
+        "|---|---|---|---|",
+    ]
+    for r in report["results"]:
+        for setting, label in (("one", "1"), ("default", "TensorFlow's default")):
+            pooled = r[setting]["pooled_ours_over_torch"]
+            low, high = pooled["ci90"]
+            each = ", ".join(f"{m:.2f}" for m in r[setting]["process_medians"])
+            ratio = f"{pooled['median']:.2f}× [{low:.2f}–{high:.2f}]"
+            lines.append(f"| {r['case']} | {label} | {ratio} | {each} |")
+    footer = (
+        f"{report['reps']} processes of each setting per case, alternating, {report['rounds']} pairs of "
+        f"slices each; {report['machine']['cpu']}."
+    )
+    return "\n".join([*lines, "", footer])
+
+
 TABLES: dict[str, Callable[[Any], str]] = {
     "bench": _bench_table, "exports": _export_table, "literature": _literature_table,
-    "serve_load": serve_load_table, "profile": _profile_table,
+    "serve_load": serve_load_table, "profile": _profile_table, "threads": _threads_table,
 }  # fmt: skip
 
 
