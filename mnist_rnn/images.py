@@ -90,9 +90,12 @@ def border(grey: np.ndarray) -> np.ndarray:
     )
 
 
+LIGHT_BORDER = 127.5  # a border median above this: dark ink on a light background
+
+
 def has_light_background(grey: np.ndarray) -> bool:
     """Dark ink on a light background (paper, a scan) rather than MNIST's light ink on black."""
-    return bool(np.median(border(grey)) > 127.5)
+    return bool(np.median(border(grey)) > LIGHT_BORDER)
 
 
 def normalize_digit(grey: np.ndarray, invert: bool | None = None, name: str = "image") -> np.ndarray:
@@ -100,7 +103,7 @@ def normalize_digit(grey: np.ndarray, invert: bool | None = None, name: str = "i
     # One median of the border serves both the polarity and the background's level (the median of
     # 255 - x is 255 - the median of x): this runs once per request in `serve`, in its event loop.
     edge = float(np.median(border(grey)))
-    flip = edge > 127.5 if invert is None else invert
+    flip = edge > LIGHT_BORDER if invert is None else invert  # has_light_background's test
     ink = 255.0 - grey if flip else grey.copy()
     ink -= 255.0 - edge if flip else edge  # the background's own level is not ink
     np.maximum(ink, 0.0, out=ink)
