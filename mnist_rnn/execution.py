@@ -7,15 +7,14 @@ TensorFlow is imported inside the functions that need it: the config loader impo
 
 from __future__ import annotations
 
-import functools
 import os
 import platform
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mnist_rnn import __version__
 from mnist_rnn.config import Cell, Config, Device, Jit, Key, LstmKernel, ModelConfig, Strategy
+from mnist_rnn.cpu import cpu_description, cpu_vector
 from mnist_rnn.data import training_images
 from mnist_rnn.errors import ConfigError, DeviceError
 from mnist_rnn.mnist import LAYOUT_SHAPES
@@ -116,32 +115,6 @@ def describe_device(device: str) -> str:
     return f"{device} ({platform.processor() or platform.machine()}, TensorFlow CPU)"
 
 
-@functools.cache
-def _cpu_facts() -> tuple[str, str]:
-    """(CPU model, widest vector extension: "AVX-512", "AVX2" or "no AVX2"), read once per process."""
-    model, flags = platform.processor() or platform.machine(), set[str]()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-            elif line.startswith("flags") and not flags:
-                flags = set(line.split(":", 1)[1].split())
-    except OSError:  # not Linux: the platform's own name is all there is
-        return model, "unknown vector extensions"
-    return model, "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
-
-
-def cpu_vector() -> str:
-    """The CPU's widest vector extension: speed choices differ between AVX2 and AVX-512."""
-    return _cpu_facts()[1]
-
-
-def cpu_description() -> str:
-    """The CPU model and its widest vector extension, as every recorded figure states it."""
-    model, vector = _cpu_facts()
-    return f"{model} ({vector}, {os.cpu_count()} logical CPUs)"
-
-
 def environment_facts(device: str) -> dict[str, str]:
     """What command.txt records beside the command: versions and the device."""
     import keras
@@ -158,6 +131,7 @@ def environment_facts(device: str) -> dict[str, str]:
         "device": describe_device(device),
         "cpu": cpu_description(),
         "cpu threads per op": str(tf.config.threading.get_intra_op_parallelism_threads() or "default"),
+        "xla flags": os.environ.get("XLA_FLAGS") or "none",
     }
 
 

@@ -19,6 +19,9 @@ def import_tensorflow(verbose: bool = False) -> ModuleType:
     keep_freed_memory()  # before TensorFlow's first allocation (memory.py says why)
     if "tensorflow" in sys.modules:
         return sys.modules["tensorflow"]
+    from mnist_rnn.cpu import planned_xla_flags  # XLA reads its flags once, from the environment
+
+    os.environ["XLA_FLAGS"] = planned_xla_flags(os.environ.get("XLA_FLAGS", ""))
     verbose = verbose or os.environ.get("MNIST_RNN_TF_LOGS") == "1"
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if verbose else "2")
     if verbose:

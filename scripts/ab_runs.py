@@ -1,8 +1,9 @@
 """Whole `mnist-rnn train` runs, A against B, interleaved: for settings that act on the process and so
-cannot be compared inside one (threads per op, allocator settings).
+cannot be compared inside one (threads per op, allocator settings, XLA_FLAGS).
 
     python scripts/ab_runs.py configs/default.yaml --set train.epochs=3 --set data.limit_train=21384 \\
         --a train.cpu_threads=1 --reps 3
+    python scripts/ab_runs.py configs/default.yaml --a-env XLA_FLAGS=--xla_cpu_prefer_vector_width=256
 
 Each repetition trains A then B (then B then A the next time, so neither always runs first) as fresh
 processes into a temporary folder, and reads back per run: the epochs' fit seconds (history.csv; the
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -35,12 +37,13 @@ from mnist_rnn.execution import cpu_description
 from mnist_rnn.measure import summarise
 
 
-def train_once(config: Path, overrides: list[str], run_dir: Path) -> dict[str, Any]:
+def train_once(config: Path, overrides: list[str], run_dir: Path, env: list[str]) -> dict[str, Any]:
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     sets = [arg for item in overrides for arg in ("--set", item)]
     command = [sys.executable, "-m", "mnist_rnn", "train", "-c", str(config), *sets]
     command += ["--run-dir", str(run_dir)]
-    subprocess.run(command, check=True, capture_output=True)
+    environment = os.environ | dict(item.split("=", 1) for item in env)
+    subprocess.run(command, check=True, capture_output=True, env=environment)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     seconds = [float(row["seconds"]) for row in runs.read_history(run_dir)]
     metrics = runs.read_json(run_dir / runs.METRICS)
@@ -59,6 +62,7 @@ def train_once(config: Path, overrides: list[str], run_dir: Path) -> dict[str, A
         "test_accuracy": metrics["test_accuracy"],
         # each KEY=VALUE as the run's own config.yaml holds it: proof that the setting reached the run
         "applied": {key: saved[key] for key, _, _ in (o.partition("=") for o in overrides)},
+        "xla_flags": runs.read_command_facts(run_dir).get("xla flags"),  # as the run recorded them
     }
 
 
@@ -75,15 +79,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--set", dest="common", action="append", default=[], help="KEY=VALUE for both")
     parser.add_argument("--a", action="append", default=[], help="KEY=VALUE for A only")
     parser.add_argument("--b", action="append", default=[], help="KEY=VALUE for B only (default: none)")
+    parser.add_argument("--a-env", action="append", default=[], help="NAME=VALUE in A's environment")
+    parser.add_argument("--b-env", action="append", default=[], help="NAME=VALUE in B's environment")
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--out", type=Path, default=Path("ab_runs.json"))
     args = parser.parse_args(argv)
     variants = {"A": args.common + args.a, "B": args.common + args.b}
+    envs = {"A": args.a_env, "B": args.b_env}
     results: dict[str, list[dict[str, Any]]] = {"A": [], "B": []}
     with tempfile.TemporaryDirectory(prefix="mnist-rnn-ab-") as root:
         for rep in range(args.reps):
             for name in ("A", "B") if rep % 2 == 0 else ("B", "A"):
-                result = train_once(args.config, variants[name], Path(root) / f"{name}{rep}")
+                result = train_once(args.config, variants[name], Path(root) / f"{name}{rep}", envs[name])
                 results[name].append(result)
                 print(f"rep {rep + 1} {name}: {json.dumps(result)}", flush=True)
     med = {name: summary(runs) for name, runs in results.items()}
@@ -101,6 +108,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "machine": {"cpu": cpu_description()},
         "config": str(args.config),
         "settings": variants,
+        "environments": envs,
         "runs": results,
         "medians": med,
         "epoch_time_ratio_b_over_a": epoch_b / epoch_a if epoch_a and epoch_b else None,
@@ -109,7 +117,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for name in ("A", "B"):
         m = med[name]
         print(
-            f"{name} ({' '.join(variants[name]) or 'as configured'}): epoch {m['later_epoch_s']} s "
+            f"{name} ({' '.join(variants[name] + envs[name]) or 'as configured'}): "
+            f"epoch {m['later_epoch_s']} s "
             f"(fastest {m['fastest_epoch_s']} s, first {m['first_epoch_s']:.1f} s), "
             f"user {m['user_s']:.1f} s, system {m['system_s']:.1f} s "
             f"({m['system_share']:.1%} of CPU time)"

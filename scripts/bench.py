@@ -576,6 +576,8 @@ def machine_facts(device: str) -> dict[str, Any]:
         "python": platform.python_version(),
         "tensorflow": tf.__version__,
         "keras": keras.__version__,
+        # every variant's XLA code, the Keras scripts' too: set for the whole process (cpu.planned_xla_flags)
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
     }
     try:
         import torch

@@ -194,19 +194,26 @@ def _profile_table(report: dict[str, Any]) -> str:
 
 
 def _threads_table(report: dict[str, Any]) -> str:
-    """scripts/threads_probe.py's JSON: ours over PyTorch per thread setting, pooled over the processes of
-    each setting, and each process's own median (their spread is the A/A)."""
-    lines = [
-        "| case | threads per op | ours / PyTorch, pooled [90% interval] | each process's median |",
-        "|---|---|---|---|",
-    ]
+    """scripts/threads_probe.py's JSON: ours over PyTorch per process setting, pooled over the processes of
+    each setting, and each process's own median (their spread is the A/A); scoring too where measured."""
+    labels = report.get("settings", {"one": "1 thread per op", "default": "TensorFlow's default threads"})
+    scored = "pooled_eval_ours_over_torch" in report["results"][0][next(iter(labels))]
+    head = "| case | setting | training: ours / PyTorch, pooled [90% interval] | each process's median |"
+    lines = [head + (" scoring, pooled | each process's |" if scored else ""), "|---|---|---|---|"]
+    lines[1] += "---|---|" if scored else ""
+
+    def cells(summary: dict[str, Any], medians: list[float]) -> str:
+        low, high = summary["ci90"]
+        each = ", ".join(f"{m:.2f}" for m in medians)
+        return f" {summary['median']:.2f}× [{low:.2f}–{high:.2f}] | {each} |"
+
     for r in report["results"]:
-        for setting, label in (("one", "1"), ("default", "TensorFlow's default")):
-            pooled = r[setting]["pooled_ours_over_torch"]
-            low, high = pooled["ci90"]
-            each = ", ".join(f"{m:.2f}" for m in r[setting]["process_medians"])
-            ratio = f"{pooled['median']:.2f}× [{low:.2f}–{high:.2f}]"
-            lines.append(f"| {r['case']} | {label} | {ratio} | {each} |")
+        for setting, label in labels.items():
+            row = r[setting]
+            line = f"| {r['case']} | {label} |" + cells(row["pooled_ours_over_torch"], row["process_medians"])
+            if scored:
+                line += cells(row["pooled_eval_ours_over_torch"], row["eval_process_medians"])
+            lines.append(line)
     footer = (
         f"{report['reps']} processes of each setting per case, alternating, {report['rounds']} pairs of "
         f"slices each; {report['machine']['cpu']}."
