@@ -198,9 +198,9 @@ def _threads_table(report: dict[str, Any]) -> str:
     each setting, and each process's own median (their spread is the A/A); scoring too where measured."""
     labels = report.get("settings", {"one": "1 thread per op", "default": "TensorFlow's default threads"})
     scored = "pooled_eval_ours_over_torch" in report["results"][0][next(iter(labels))]
-    head = "| case | setting | training: ours / PyTorch, pooled [90% interval] | each process's median |"
-    lines = [head + (" scoring, pooled | each process's |" if scored else ""), "|---|---|---|---|"]
-    lines[1] += "---|---|" if scored else ""
+    columns = ["case", "setting", "training: ours / PyTorch, pooled [90% interval]", "each process's median"]
+    columns += ["scoring, pooled", "each process's"] if scored else []
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
 
     def cells(summary: dict[str, Any], medians: list[float]) -> str:
         low, high = summary["ci90"]

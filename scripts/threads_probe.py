@@ -11,7 +11,7 @@ compare across processes, since PyTorch ignores both settings. The settings alte
     python scripts/threads_probe.py --cases lstm1x128-rows lstm2x128-rows gru2x128-rows --reps 3 \\
         --rounds 8 --settings one default --out docs/bench/DATE-CPU-threads.json
 
-`--settings` names entries of SETTINGS. execution.ONE_THREAD_VECTOR and tf_import.WIDE_VECTOR_FLAG cite runs.
+`--settings` names entries of SETTINGS. execution.ONE_THREAD_VECTOR and cpu.WIDE_VECTOR_FLAG cite runs.
 """
 
 from __future__ import annotations
@@ -29,12 +29,14 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from mnist_rnn.cpu import WIDE_VECTOR_FLAG  # noqa: E402
+
 # name: (threads per op, None for TensorFlow's default of one per logical CPU; XLA_FLAGS, labelled)
 SETTINGS: dict[str, tuple[int | None, str, str]] = {
     "one": (1, "", "1 thread per op"),
     "default": (None, "", "TensorFlow's default threads"),
     "one-256": (1, "--xla_cpu_prefer_vector_width=256", "1 thread, XLA's 256-bit vectors"),
-    "one-512": (1, "--xla_cpu_prefer_vector_width=512", "1 thread, 512-bit vectors"),
+    "one-512": (1, WIDE_VECTOR_FLAG, "1 thread, 512-bit vectors"),
 }
 
 
