@@ -10,8 +10,11 @@ matmuls (input, recurrent and weight gradients) and a Concat that undoes the spl
 - unrolls the loop in Python (the sequence length is static and short), so XLA fuses each step's
   elementwise work into one kernel;
 - has a hand-written backward pass (`tf.custom_gradient`): the per-step part is one matmul and a few
-  elementwise products; everything that does not depend on the step order (activation derivatives,
-  the weight, bias and input gradients) is computed once over all steps as a few large ops.
+  elementwise products; the weight, bias and input gradients are computed once over all steps as a few
+  large matmuls. The per-step factors the backward pass needs (the gate derivatives) are computed in the
+  forward step, where its fusion already holds the gates: computed afterwards over all steps they cost a
+  stack, a concat and a pass over (steps, batch, 4u) tensors, 3% of a two-layer row step (measured
+  bit-identical and 1.03x faster, docs/performance.md).
 
 Weights are `kernel` (features, 4u), `recurrent_kernel` (u, 4u) and `bias` (4u,) in Keras's gate order
 (input, forget, candidate, output), with Keras's initializers, so `set_weights` moves them to and from
@@ -31,6 +34,8 @@ from typing import Any
 
 import keras
 import tensorflow as tf
+from tensorflow.compiler.tf2xla.python import xla  # optimization_barrier: not in the public API
+from tensorflow.python.ops import control_flow_util
 
 # Longer sequences (pixels: 784) cannot be unrolled into the graph: a loop over chunks instead. The same
 # number as `execution.FUSED_MAX_STEPS` (which cannot import this module: it would load TensorFlow).
@@ -58,8 +63,9 @@ class _Tape:
     """What the forward pass keeps for the backward pass."""
 
     x_flat: tf.Tensor  # (steps*batch, features), step-major
-    sig: list[tf.Tensor]  # sigmoid outputs per step, what the backward pass rebuilds gates from
-    cells: list[tf.Tensor]  # c per step
+    partner: list[tf.Tensor]  # per step, (batch, 4u): d z = [dc, dc, dc, dh] * partner
+    dc_from_h: list[tf.Tensor]  # per step, (batch, u): dc = dh * dc_from_h + (dc of the next step)
+    forget: list[tf.Tensor]  # per step, (batch, u): the forget gate, which carries dc one step back
     hs: tf.Tensor  # (steps, batch, u)
     batch: tf.Tensor
 
@@ -76,7 +82,7 @@ def lstm_sequence(
     @tf.custom_gradient
     def run(x: tf.Tensor, w: tf.Tensor, u: tf.Tensor, b: tf.Tensor) -> Any:
         out, tape = _forward(x, w, u, b, gates, return_sequences)
-        return out, lambda d_out: _backward(d_out, tape, w, u, gates, return_sequences)
+        return out, lambda d_out: _backward(d_out, tape, w, u, return_sequences)
 
     return run(x, kernel, recurrent_kernel, bias)
 
@@ -88,52 +94,49 @@ def _forward(
     batch = tf.shape(x)[0]
     x_flat = tf.reshape(tf.transpose(x, [1, 0, 2]), [-1, features])  # (steps*batch, features)
     inputs = tf.unstack(tf.reshape(tf.matmul(x_flat, w) + b, [steps, batch, 4 * units]))
-    sig: list[tf.Tensor] = []
-    cells: list[tf.Tensor] = []
+    partner: list[tf.Tensor] = []
+    dc_from_h: list[tf.Tensor] = []
+    forget: list[tf.Tensor] = []
     hidden: list[tf.Tensor] = []
     h = c = None
     for t in range(steps):
         z = inputs[t] if h is None else inputs[t] + tf.matmul(h, u)  # h0 = 0: skip its matmul
         s = tf.sigmoid(z * gates.scale)
         i, f, g, o = tf.split(s * gates.scale + gates.shift, 4, axis=1)
+        c_prev = tf.zeros_like(g) if c is None else c
         c = i * g if c is None else f * c + i * g
-        h = o * tf.tanh(c)
-        sig.append(s)
-        cells.append(c)
+        tanh_c = tf.tanh(c)
+        h = o * tanh_c
         hidden.append(h)
+        # What the backward step needs, here where XLA's fusion of this step already holds the gates (the
+        # caller's gradient uses it; without one, XLA and Grappler drop it as dead code):
+        # dz = [dc*g, dc*c_prev, dc*i, dh*tanh(c)] * a'(z), and dc = dh * o * tanh'(c) + dc_next.
+        partner.append(tf.concat([g, c_prev, i, tanh_c], 1) * ((s - s * s) * gates.slope))
+        dc_from_h.append(o * (1.0 - tanh_c * tanh_c))
+        forget.append(f)
     hs = tf.stack(hidden)  # (steps, batch, u)
     out = tf.transpose(hs, [1, 0, 2]) if return_sequences else h
-    return out, _Tape(x_flat, sig, cells, hs, batch)
+    return out, _Tape(x_flat, partner, dc_from_h, forget, hs, batch)
 
 
 def _backward(
-    d_out: tf.Tensor, tape: _Tape, w: tf.Tensor, u: tf.Tensor, gates: _Gates, return_sequences: bool
+    d_out: tf.Tensor, tape: _Tape, w: tf.Tensor, u: tf.Tensor, return_sequences: bool
 ) -> tuple[tf.Tensor, ...]:
     """Gradients for (x, kernel, recurrent_kernel, bias)."""
-    steps, features, units = len(tape.sig), int(w.shape[0]), int(u.shape[0])
-    # Everything that does not depend on the step order, over all steps at once.
-    s_all = tf.stack(tape.sig)
-    i, f, g, o = tf.split(s_all * gates.scale + gates.shift, 4, axis=2)
-    c_all = tf.stack(tape.cells)
-    c_prev = tf.concat([tf.zeros_like(c_all[:1]), c_all[:-1]], 0)
-    tanh_c = tf.tanh(c_all)
-    # dz = [dc*g, dc*c_prev, dc*i, dh*tanh(c)] * a'(z): the factors after the brackets, per step
-    partner = tf.unstack(tf.concat([g, c_prev, i, tanh_c], 2) * ((s_all - s_all * s_all) * gates.slope))
-    dc_from_h = tf.unstack(o * (1.0 - tanh_c * tanh_c))
-    forget = tf.unstack(f)
+    steps, features, units = len(tape.partner), int(w.shape[0]), int(u.shape[0])
     d_hs = tf.unstack(tf.transpose(d_out, [1, 0, 2])) if return_sequences else None
-    u_t = tf.transpose(u)
+    u_t = _materialised(tf.transpose(u))
     dz: list[tf.Tensor] = [tf.zeros(())] * steps
     dh = None if return_sequences else d_out
     dc = None
     for t in reversed(range(steps)):  # the only sequential part: one matmul per step
         if d_hs is not None:
             dh = d_hs[t] if dh is None else dh + d_hs[t]
-        dct = dh * dc_from_h[t] if dc is None else dh * dc_from_h[t] + dc
-        dz[t] = tf.concat([dct, dct, dct, dh], 1) * partner[t]
+        dct = dh * tape.dc_from_h[t] if dc is None else dh * tape.dc_from_h[t] + dc
+        dz[t] = tf.concat([dct, dct, dct, dh], 1) * tape.partner[t]
         if t > 0:
             dh = tf.matmul(dz[t], u_t)
-            dc = dct * forget[t]
+            dc = dct * tape.forget[t]
     dz_flat = tf.reshape(tf.stack(dz), [-1, 4 * units])  # (steps*batch, 4u)
     hs = tape.hs
     h_prev = tf.reshape(tf.concat([tf.zeros_like(hs[:1]), hs[:-1]], 0), [-1, units])
@@ -144,6 +147,17 @@ def _backward(
         tf.matmul(h_prev, dz_flat, transpose_a=True),
         tf.reduce_sum(dz_flat, 0),
     )
+
+
+def _materialised(t: tf.Tensor) -> tf.Tensor:
+    """`t` as a buffer of its own under XLA. Left alone, XLA folds a transpose into the dot that reads it,
+    and XLA:CPU's dot kernel then transposes that operand on every call: in the backward loop, the (4u, u)
+    recurrent weight once per step (a two-layer row step 1.015x faster with the barrier, bit-identical;
+    docs/performance.md). Outside XLA (eager, plain graphs) TensorFlow has no kernel for the barrier and
+    its MatMul transposes cheaply anyway."""
+    if control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph()):
+        return xla.optimization_barrier(t)[0]
+    return t
 
 
 def _chunk(steps: int) -> int:

@@ -1,0 +1,167 @@
+"""The fused LSTM's training step, this tree's kernel against another commit's, on one core.
+
+    python scripts/kernel_ab.py --base ea6e226 [--case lstm2x128-rows] [--rounds 30] [--out PATH.json]
+
+What it times is one shard of `sharded_step.ShardedModel` (forward, loss and backward as one XLA computation,
+batch 64 of 128, the size each core runs in `mnist-rnn train`), with one thread per op: the per-core step
+that the bench's two-shard training rate is made of. The base commit's `mnist_rnn/fused_lstm.py` is read
+from git and loaded beside this tree's; both models get the same weights and batch, and their losses and
+gradients are compared bit for bit before any timing (a kernel change meant to be pure speed must keep
+reruns of old configs identical). Then `--rounds` rounds, each timing a slice of `--calls` steps of the
+base (A), this tree (B) and the base again (A'), in an order rotated each round; a round's ratio is A's time
+over B's (above 1: this tree is faster), the A/A control is A over A', and both are summarised as the
+median with a bootstrap 90% interval (mnist_rnn/measure.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+import types
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+import bench  # noqa: E402  (the cases and machine facts)
+
+from mnist_rnn.tf_import import import_tensorflow  # noqa: E402
+
+BATCH = 64  # one shard of the bench's batch of 128 on 2 cores
+
+
+def base_kernel(rev: str) -> types.ModuleType:
+    """`mnist_rnn/fused_lstm.py` as of `rev`, as a module of its own (its layer class is not registered)."""
+    import keras
+
+    from mnist_rnn import fused_lstm
+
+    source = subprocess.run(
+        ["git", "-C", str(ROOT), "show", f"{rev}:mnist_rnn/fused_lstm.py"],
+        check=True, capture_output=True, text=True,
+    ).stdout  # fmt: skip
+    module = types.ModuleType(f"fused_lstm_{rev}")
+    sys.modules[module.__name__] = module  # dataclasses look their module up
+    exec(compile(source, f"{rev}:mnist_rnn/fused_lstm.py", "exec"), module.__dict__)
+    keras.saving.register_keras_serializable(package="mnist_rnn")(fused_lstm.FusedLSTM)  # ours again
+    return module
+
+
+def shard_step(case: bench.Case, sequence_fn: Any, shape: tuple[int, int]) -> tuple[Any, list, list]:
+    """A compiled shard step of the case's model whose FusedLSTM layers run `sequence_fn`, with its
+    trainable and seed-state values; weights from seed 0, the same for every call."""
+    import keras
+
+    from mnist_rnn import fused_lstm
+    from mnist_rnn.execution import plan_execution
+    from mnist_rnn.loop import compile_model
+    from mnist_rnn.model import build_model
+
+    cfg = bench.case_config(case)
+    execution = plan_execution(cfg, "/CPU:0")
+    if not execution.fused:
+        raise SystemExit(f"{case.name} does not train with the fused LSTM: nothing to compare")
+    keras.utils.set_random_seed(0)
+    model = build_model(cfg.model, shape, fused=True, shards=2)
+    compile_model(model, cfg.train, execution.xla)
+    own = fused_lstm.lstm_sequence
+    fused_lstm.lstm_sequence = sequence_fn  # FusedLSTM.call looks it up when the step is traced
+    try:
+        step = model._compiled_shard_step()
+        trainable = [v.value for v in model.trainable_variables]
+        others = [v.value for v in model.non_trainable_variables]
+        step.get_concrete_function(trainable, others, *_batch(shape))  # traced now, with sequence_fn
+    finally:
+        fused_lstm.lstm_sequence = own
+    return step, trainable, others
+
+
+def _batch(shape: tuple[int, int]) -> tuple[Any, ...]:
+    import numpy as np
+    import tensorflow as tf
+
+    from mnist_rnn.data import load_embedded
+    from mnist_rnn.layouts import make_sequences
+
+    arrays = load_embedded()
+    x = make_sequences(arrays["train_images"][:BATCH], "rows" if shape[0] == 28 else "pixels")
+    y = arrays["train_labels"][:BATCH].astype(np.int32)
+    return tf.constant(x), tf.constant(y), tf.ones((BATCH,)), tf.constant(2.0 * BATCH)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--base", required=True, help="a commit whose fused_lstm.py is the baseline")
+    parser.add_argument("--case", default="lstm2x128-rows")
+    parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("--calls", type=int, default=10, help="steps per timed slice")
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    import_tensorflow()
+    import numpy as np
+    import tensorflow as tf
+
+    from mnist_rnn import fused_lstm
+    from mnist_rnn.measure import summarise
+    from mnist_rnn.mnist import LAYOUT_SHAPES
+
+    tf.config.threading.set_intra_op_parallelism_threads(1)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    case = next(c for c in bench.cases() if c.name == args.case)
+    shape = LAYOUT_SHAPES[case.layout]
+    base = base_kernel(args.base)
+    batch = _batch(shape)
+    variants = {
+        "A": shard_step(case, base.lstm_sequence, shape),
+        "B": shard_step(case, fused_lstm.lstm_sequence, shape),
+        "A2": shard_step(case, base.lstm_sequence, shape),
+    }
+    outputs = {name: step(trainable, others, *batch) for name, (step, trainable, others) in variants.items()}
+    identical = all(
+        np.array_equal(a.numpy(), b.numpy())
+        for a, b in zip(tf.nest.flatten(outputs["A"][:2]), tf.nest.flatten(outputs["B"][:2]), strict=True)
+    )
+    print(f"loss and gradients bit-identical to {args.base}: {identical}", flush=True)
+    seconds: dict[str, list[float]] = {name: [] for name in variants}
+    names = list(variants)
+    for r in range(args.rounds):
+        for name in names[r % 3 :] + names[: r % 3]:
+            step, trainable, others = variants[name]
+            start = time.perf_counter()
+            for _ in range(args.calls):
+                out = step(trainable, others, *batch)
+            out[0].numpy()
+            seconds[name].append((time.perf_counter() - start) / args.calls)
+    ratio = [a / b for a, b in zip(seconds["A"], seconds["B"], strict=True)]
+    control = [a / b for a, b in zip(seconds["A"], seconds["A2"], strict=True)]
+    report = {
+        "machine": bench.machine_facts("/CPU:0"),
+        "case": case.name,
+        "base": args.base,
+        "head": subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+        ).stdout.strip(),  # fmt: skip
+        "batch": BATCH,
+        "threads": 1,
+        "rounds": args.rounds,
+        "calls_per_slice": args.calls,
+        "bit_identical": identical,
+        "step_ms_min": {name: 1e3 * min(s) for name, s in seconds.items()},
+        "speedup": summarise(ratio),  # A's time over B's: above 1 when this tree's kernel is faster
+        "aa": summarise(control),
+    }
+    print(json.dumps({k: report[k] for k in ("bit_identical", "step_ms_min", "speedup", "aa")}, indent=1))
+    if args.out:
+        args.out.write_text(json.dumps(report, indent=1) + "\n")
+        print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
