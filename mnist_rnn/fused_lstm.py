@@ -13,8 +13,8 @@ matmuls (input, recurrent and weight gradients) and a Concat that undoes the spl
   elementwise products; the weight, bias and input gradients are computed once over all steps as a few
   large matmuls. The per-step factors the backward pass needs (the gate derivatives) are computed in the
   forward step, where its fusion already holds the gates: computed afterwards over all steps they cost a
-  stack, a concat and a pass over (steps, batch, 4u) tensors, 3% of a two-layer row step (measured
-  bit-identical and 1.03x faster, docs/performance.md).
+  stack, a concat and passes over (steps, batch, 4u) tensors (the same numbers, bit for bit, either way;
+  docs/performance.md, "The fused LSTM's step on one core", has the measurement).
 
 Weights are `kernel` (features, 4u), `recurrent_kernel` (u, 4u) and `bias` (4u,) in Keras's gate order
 (input, forget, candidate, output), with Keras's initializers, so `set_weights` moves them to and from
@@ -152,9 +152,9 @@ def _backward(
 def _materialised(t: tf.Tensor) -> tf.Tensor:
     """`t` as a buffer of its own under XLA. Left alone, XLA folds a transpose into the dot that reads it,
     and XLA:CPU's dot kernel then transposes that operand on every call: in the backward loop, the (4u, u)
-    recurrent weight once per step (a two-layer row step 1.015x faster with the barrier, bit-identical;
-    docs/performance.md). Outside XLA (eager, plain graphs) TensorFlow has no kernel for the barrier and
-    its MatMul transposes cheaply anyway."""
+    recurrent weight once per step (measured with the change above: docs/performance.md, "The fused
+    LSTM's step on one core"). Outside XLA (eager, plain graphs) it is left out: there the transpose is
+    an op of its own, run once, and the barrier would be one more op to dispatch."""
     if control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph()):
         return xla.optimization_barrier(t)[0]
     return t

@@ -1,22 +1,33 @@
 """The fused LSTM's training step, this tree's kernel against another commit's, on one core.
 
     python scripts/kernel_ab.py --base ea6e226 [--case lstm2x128-rows] [--rounds 30] [--out PATH.json]
+    python scripts/kernel_ab.py --profile [--case lstm2x128-rows] [--out PATH.json]
 
 What it times is one shard of `sharded_step.ShardedModel` (forward, loss and backward as one XLA computation,
 batch 64 of 128, the size each core runs in `mnist-rnn train`), with one thread per op: the per-core step
 that the bench's two-shard training rate is made of. The base commit's `mnist_rnn/fused_lstm.py` is read
 from git and loaded beside this tree's; both models get the same weights and batch, and their losses and
-gradients are compared bit for bit before any timing (a kernel change meant to be pure speed must keep
-reruns of old configs identical). Then `--rounds` rounds, each timing a slice of `--calls` steps of the
-base (A), this tree (B) and the base again (A'), in an order rotated each round; a round's ratio is A's time
-over B's (above 1: this tree is faster), the A/A control is A over A', and both are summarised as the
-median with a bootstrap 90% interval (mnist_rnn/measure.py).
+gradients are compared bit for bit before any timing (what a change meant to be pure speed should pass;
+whole runs can still part in the last bits, as docs/performance.md found for short last batches).
+Then `--rounds` rounds, each timing a slice of `--calls` steps of the base (A), this tree (B) and the base
+again (A'), in an order rotated each round; a round's ratio is A's time over B's (above 1: this tree is
+faster), the A/A control is A over A', and both are summarised as the median with a bootstrap 90%
+interval (mnist_rnn/measure.py).
+
+`--profile` instead runs this tree's step under TensorFlow's profiler with XLA:CPU's per-thunk events
+(scripts/profile_vs_torch.py reads them): the step's time per HLO operation, the dots apart from the rest,
+and the dots' FLOP rate (the case's training FLOPs, scripts/bench.py's count, for 64 samples) against the
+rate of one large matmul on the same single thread. With one shard on one thread, an operation's wall time
+is its CPU time: no other shard shares the core.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import json
+import os
+import re
 import subprocess
 import sys
 import time
@@ -94,28 +105,80 @@ def _batch(shape: tuple[int, int]) -> tuple[Any, ...]:
     return tf.constant(x), tf.constant(y), tf.ones((BATCH,)), tf.constant(2.0 * BATCH)
 
 
+def profile(case: bench.Case, shape: tuple[int, int], steps: int) -> dict[str, Any]:
+    """This tree's shard step per HLO operation (ms per step), dots apart from the rest."""
+    import shutil
+    import tempfile
+
+    import profile_vs_torch
+    import tensorflow as tf
+
+    from mnist_rnn import fused_lstm
+
+    step, trainable, others = shard_step(case, fused_lstm.lstm_sequence, shape)
+    batch = _batch(shape)
+    for _ in range(3):
+        step(trainable, others, *batch)
+    trace_dir = Path(tempfile.mkdtemp(prefix="kernel-ab-xprof-"))
+    try:
+        tf.profiler.experimental.start(str(trace_dir))
+        for _ in range(steps):
+            out = step(trainable, others, *batch)
+        out[0].numpy()
+        tf.profiler.experimental.stop()
+        ops = profile_vs_torch.xla_ops(trace_dir)
+    finally:
+        shutil.rmtree(trace_dir, ignore_errors=True)
+    per_step = {name: ms / steps for name, ms in ops.items() if name not in profile_vs_torch.WAITING}
+    dots = {name: ms for name, ms in per_step.items() if profile_vs_torch.MATMUL.search(name)}
+    kinds: dict[str, float] = collections.defaultdict(float)
+    for name, ms in per_step.items():  # `add_divide_fusion.12` -> `add_divide_fusion`
+        kinds[re.sub(r"(\.\d+)+$", "", re.sub(r"_\d+(?=\.)", "", name))] += ms
+    dot_ms = sum(dots.values())
+    flops = bench.flops_per_sample(case)["train"] * BATCH
+    return {
+        "op_ms_per_step": sum(per_step.values()),
+        "dot_ms_per_step": dot_ms,
+        "other_ms_per_step": sum(per_step.values()) - dot_ms,
+        "dots": sum(not name.startswith("end: ") for name in dots),  # (an async op's end is its own event)
+        "dot_gflops": flops / (dot_ms / 1e3) / 1e9,
+        "one_thread_matmul_gflops": bench.matmul_gflops(),
+        "kinds_ms_per_step": dict(sorted(kinds.items(), key=lambda kind: -kind[1])[:12]),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--base", required=True, help="a commit whose fused_lstm.py is the baseline")
+    parser.add_argument("--base", help="a commit whose fused_lstm.py is the baseline")
+    parser.add_argument("--profile", action="store_true", help="this tree's step per operation, no timing")
     parser.add_argument("--case", default="lstm2x128-rows")
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--calls", type=int, default=10, help="steps per timed slice")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
+    if not args.profile and not args.base:
+        parser.error("--base COMMIT (or --profile)")
+    if args.profile:  # XLA reads its flags once, when TensorFlow loads
+        os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --xla_cpu_enable_xprof_traceme=true"
     import_tensorflow()
     import numpy as np
     import tensorflow as tf
 
     from mnist_rnn import fused_lstm
     from mnist_rnn.measure import summarise
-    from mnist_rnn.mnist import LAYOUT_SHAPES
+    from mnist_rnn.mnist import LAYOUT_SHAPES, Layout
 
     tf.config.threading.set_intra_op_parallelism_threads(1)
     tf.config.threading.set_inter_op_parallelism_threads(1)
     case = next(c for c in bench.cases() if c.name == args.case)
-    shape = LAYOUT_SHAPES[case.layout]
+    shape = LAYOUT_SHAPES[Layout(case.layout)]
+    if args.profile:
+        found = {"machine": bench.machine_facts("/CPU:0"), "case": case.name, "head": _head(), "batch": BATCH,
+                 "threads": 1, **profile(case, shape, steps=args.calls * 2)}  # fmt: skip
+        _report(found, args.out)
+        return
     base = base_kernel(args.base)
     batch = _batch(shape)
     variants = {
@@ -157,10 +220,21 @@ def main() -> None:
         "speedup": summarise(ratio),  # A's time over B's: above 1 when this tree's kernel is faster
         "aa": summarise(control),
     }
-    print(json.dumps({k: report[k] for k in ("bit_identical", "step_ms_min", "speedup", "aa")}, indent=1))
-    if args.out:
-        args.out.write_text(json.dumps(report, indent=1) + "\n")
-        print(f"wrote {args.out}")
+    _report(report, args.out)
+
+
+def _head() -> str:
+    """The commit this tree is at (its kernel may carry uncommitted changes: `git status` says)."""
+    return subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+
+
+def _report(report: dict[str, Any], out: Path | None) -> None:
+    print(json.dumps({k: v for k, v in report.items() if k != "machine"}, indent=1))
+    if out:
+        out.write_text(json.dumps(report, indent=1) + "\n")
+        print(f"wrote {out}")
 
 
 if __name__ == "__main__":

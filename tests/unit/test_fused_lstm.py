@@ -12,17 +12,20 @@ from mnist_rnn.config import Config, DataConfig, Jit, LstmKernel, ModelConfig, T
 from mnist_rnn.execution import plan_execution
 
 
-def _outputs_and_gradients(layer, x):
+def _outputs_and_gradients(layer, x, numpy=True):
     import tensorflow as tf
 
-    x = tf.constant(x)
+    x = tf.convert_to_tensor(x)
     with tf.GradientTape() as tape:
         tape.watch(x)
         y = layer(x)
         # A loss that weighs every output differently, so a gradient mixed up between units shows.
         weights = tf.reshape(tf.sin(tf.range(tf.size(y), dtype=tf.float32)), tf.shape(y))
         loss = tf.reduce_sum(y * weights)
-    return np.asarray(y), [np.asarray(g) for g in tape.gradient(loss, [x, *layer.trainable_weights])]
+    gradients = tape.gradient(loss, [x, *layer.trainable_weights])
+    if not numpy:  # inside a tf.function
+        return y, gradients
+    return np.asarray(y), [np.asarray(g) for g in gradients]
 
 
 @pytest.mark.parametrize("return_sequences", [False, True])
@@ -48,6 +51,27 @@ def test_fused_lstm_matches_keras_lstm_outputs_and_gradients(return_sequences, s
     np.testing.assert_allclose(y_fused, y_ref, atol=1e-5)
     for name, a, b in zip(["input", "kernel", "recurrent_kernel", "bias"], g_fused, g_ref, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4, err_msg=name)
+
+
+@pytest.mark.parametrize("return_sequences", [False, True])
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_fused_lstm_gradients_are_the_same_in_graphs_and_under_xla(return_sequences, jit_compile) -> None:
+    """The backward pass pins one operand with XLA's optimization barrier under XLA only: in a plain graph
+    and under XLA the outputs and gradients are the eager ones."""
+    import tensorflow as tf
+
+    from mnist_rnn.fused_lstm import FusedLSTM
+
+    shape = (4, 28, 28)
+    x = np.random.default_rng(0).random(shape, dtype=np.float32)
+    fused = FusedLSTM(16, return_sequences=return_sequences)
+    fused.build(shape)
+    compiled = tf.function(lambda x: _outputs_and_gradients(fused, x, numpy=False), jit_compile=jit_compile)
+    y_eager, g_eager = _outputs_and_gradients(fused, x)
+    y, gradients = compiled(tf.constant(x))
+    np.testing.assert_allclose(np.asarray(y), y_eager, atol=1e-6)
+    for name, a, b in zip(["input", "kernel", "recurrent_kernel", "bias"], gradients, g_eager, strict=True):
+        np.testing.assert_allclose(np.asarray(a), b, rtol=1e-5, atol=1e-5, err_msg=name)
 
 
 def test_the_unrolled_length_is_the_one_execution_plans_with() -> None:
