@@ -63,9 +63,11 @@ def base_kernel(rev: str) -> types.ModuleType:
     return module
 
 
-def shard_step(case: bench.Case, sequence_fn: Any, shape: tuple[int, int]) -> tuple[Any, list, list]:
-    """A compiled shard step of the case's model whose FusedLSTM layers run `sequence_fn`, with its
-    trainable and seed-state values; weights from seed 0, the same for every call."""
+def shard_step(
+    case: bench.Case, sequence_fn: Any, shape: tuple[int, int], batch: tuple[Any, ...]
+) -> tuple[Any, list, list]:
+    """A compiled shard step of the case's model whose FusedLSTM layers run `sequence_fn` (traced on
+    `batch`), with its trainable and seed-state values; weights from seed 0, the same for every call."""
     import keras
 
     from mnist_rnn import fused_lstm
@@ -86,13 +88,15 @@ def shard_step(case: bench.Case, sequence_fn: Any, shape: tuple[int, int]) -> tu
         step = model._compiled_shard_step()
         trainable = [v.value for v in model.trainable_variables]
         others = [v.value for v in model.non_trainable_variables]
-        step.get_concrete_function(trainable, others, *_batch(shape))  # traced now, with sequence_fn
+        step.get_concrete_function(trainable, others, *batch)  # traced now, with sequence_fn
     finally:
         fused_lstm.lstm_sequence = own
     return step, trainable, others
 
 
-def _batch(shape: tuple[int, int]) -> tuple[Any, ...]:
+def _batch(case: bench.Case) -> tuple[Any, ...]:
+    """The first BATCH training images as the case's sequences: (x, y, sample weights, the whole batch's
+    size, which the shard's loss divides by)."""
     import numpy as np
     import tensorflow as tf
 
@@ -100,12 +104,12 @@ def _batch(shape: tuple[int, int]) -> tuple[Any, ...]:
     from mnist_rnn.layouts import make_sequences
 
     arrays = load_embedded()
-    x = make_sequences(arrays["train_images"][:BATCH], "rows" if shape[0] == 28 else "pixels")
+    x = make_sequences(arrays["train_images"][:BATCH], case.layout)
     y = arrays["train_labels"][:BATCH].astype(np.int32)
     return tf.constant(x), tf.constant(y), tf.ones((BATCH,)), tf.constant(2.0 * BATCH)
 
 
-def profile(case: bench.Case, shape: tuple[int, int], steps: int) -> dict[str, Any]:
+def profile(case: bench.Case, shape: tuple[int, int], batch: tuple[Any, ...], steps: int) -> dict[str, Any]:
     """This tree's shard step per HLO operation (ms per step), dots apart from the rest."""
     import shutil
     import tempfile
@@ -115,8 +119,7 @@ def profile(case: bench.Case, shape: tuple[int, int], steps: int) -> dict[str, A
 
     from mnist_rnn import fused_lstm
 
-    step, trainable, others = shard_step(case, fused_lstm.lstm_sequence, shape)
-    batch = _batch(shape)
+    step, trainable, others = shard_step(case, fused_lstm.lstm_sequence, shape, batch)
     for _ in range(3):
         step(trainable, others, *batch)
     trace_dir = Path(tempfile.mkdtemp(prefix="kernel-ab-xprof-"))
@@ -174,17 +177,17 @@ def main() -> None:
     tf.config.threading.set_inter_op_parallelism_threads(1)
     case = next(c for c in bench.cases() if c.name == args.case)
     shape = LAYOUT_SHAPES[Layout(case.layout)]
+    batch = _batch(case)
     if args.profile:
         found = {"machine": bench.machine_facts("/CPU:0"), "case": case.name, "head": _head(), "batch": BATCH,
-                 "threads": 1, **profile(case, shape, steps=args.calls * 2)}  # fmt: skip
+                 "threads": 1, **profile(case, shape, batch, steps=args.calls * 2)}  # fmt: skip
         _report(found, args.out)
         return
     base = base_kernel(args.base)
-    batch = _batch(shape)
     variants = {
-        "A": shard_step(case, base.lstm_sequence, shape),
-        "B": shard_step(case, fused_lstm.lstm_sequence, shape),
-        "A2": shard_step(case, base.lstm_sequence, shape),
+        "A": shard_step(case, base.lstm_sequence, shape, batch),
+        "B": shard_step(case, fused_lstm.lstm_sequence, shape, batch),
+        "A2": shard_step(case, base.lstm_sequence, shape, batch),
     }
     outputs = {name: step(trainable, others, *batch) for name, (step, trainable, others) in variants.items()}
     identical = all(
@@ -208,9 +211,7 @@ def main() -> None:
         "machine": bench.machine_facts("/CPU:0"),
         "case": case.name,
         "base": args.base,
-        "head": subprocess.run(
-            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-        ).stdout.strip(),  # fmt: skip
+        "head": _head(),
         "batch": BATCH,
         "threads": 1,
         "rounds": args.rounds,
