@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     import keras
     from rich.console import Console
 
-FUSED_MAX_STEPS = 128  # the fused LSTM unrolls its loop in the graph; beyond this it grows too large
+FUSED_MAX_STEPS = 128  # the fused LSTM unrolls up to this many steps; beyond, a loop over unrolled chunks
 # `auto` picks the fused LSTM for runs of at least this many training images x epochs. Measured on 2 cores
 # (docs/performance.md): its XLA compile costs 4-11 s more than Keras's graph per batch shape (an epoch's
 # partial last batch is a second shape), and it saves 40-100 us per image, so it pays from about 300,000
@@ -44,6 +44,9 @@ XLA_CELLS_SHORT = frozenset({Cell.gru})
 # [0.90-0.98]. On an AVX-512 EPYC one layer on rows pays too, one layer on pixels is not decided (20
 # rounds each, docs/bench/2026-12-04-epyc-avx512-shards-ab.json). So `auto` shards stacked models on short
 # sequences, and with AVX-512 one-layer models on them too. Shards below MIN_SHARD: not measured.
+# On long sequences the fused LSTM (its loop over chunks) trains in shards on any CPU: on an AVX-512 EPYC,
+# pixels, its shard step on one core 1.14x [1.11-1.16] Keras's LSTM under XLA for one layer and 4.3x for two
+# (scripts/lstm_loop_probe.py --train); in shards on 2 cores ... (docs/performance.md, "Pixels").
 SHARD_MIN_LAYERS = 2
 SHARD_ONE_LAYER_VECTOR = "AVX-512"
 # Scoring in shards (evaluate.Scorer: each eval batch of 1,000 as one XLA call per core, side by side) on
@@ -58,7 +61,10 @@ MIN_SHARD = 32
 # paired slices of three processes per setting, LSTM 1x128 rows 0.87 [0.85-0.97] against 0.83 [0.78-0.84]
 # with TensorFlow's default, 2x128 0.93 [0.89-0.98] against 0.79 [0.69-0.86]; Keras's GRU 2x128 in shards
 # lost with it, 0.87 [0.80-0.91] against 1.28 [1.21-1.36] (scripts/threads_probe.py,
-# docs/bench/2026-12-04-epyc-avx512-threads.json). Not measured with AVX2: AVX-512 only.
+# docs/bench/2026-12-04-epyc-avx512-threads.json). Not measured with AVX2: AVX-512 only. Only for the
+# unrolled kernel (up to FUSED_MAX_STEPS): with one thread per op, the shards of its loop over chunks ran
+# one after the other (pixels: CPU 1.01 cores, 250 images/s against 1.98 cores, 455 images/s with the
+# default; XLA:CPU runs a loop's body on the intra-op pool, whose one thread both shards then wait for).
 ONE_THREAD_VECTOR = "AVX-512"
 
 
@@ -182,8 +188,8 @@ class Execution:
 
 def plan_execution(cfg: Config, device: str) -> Execution:
     """The fast path, by measurement (docs/performance.md). On a CPU: the fused LSTM under XLA for
-    stateless LSTMs on short sequences, in runs long enough to repay XLA's compile; XLA alone for one-layer
-    models on long sequences and for GRUs in long runs; plain Keras graphs otherwise. On a GPU: Keras's
+    stateless LSTMs, in runs long enough to repay XLA's compile; XLA alone for other one-layer models on
+    long sequences and for GRUs in long runs; plain Keras graphs otherwise. On a GPU: Keras's
     LSTM (cuDNN). Stateful runs keep to plain graphs: resets and checkpoints act between single batches.
     `lstm_kernel`/`jit_compile` on/off win."""
     kernel, jit = cfg.model.lstm_kernel, cfg.train.jit_compile
@@ -201,21 +207,22 @@ def plan_execution(cfg: Config, device: str) -> Execution:
         xla = False
     else:
         xla = jit is Jit.on or (jit is Jit.auto and (fused or _xla_pays(cfg, device, long_run)))
-    shards = _batch_shards(cfg, device, xla)
+    shards = _batch_shards(cfg, device, xla, fused)
     return Execution(fused=fused, xla=xla or shards > 1, shards=shards)
 
 
-def _batch_shards(cfg: Config, device: str, xla: bool) -> int:
+def _batch_shards(cfg: Config, device: str, xla: bool, fused: bool) -> int:
     """`train.batch_shards`, or by default one shard per CPU core (`cpu_threads` if set) on an XLA run on a
-    CPU of a model on short sequences, each of at least MIN_SHARD samples: stacked models, and with AVX-512
-    one layer too (see SHARD_MIN_LAYERS). The config's rules refuse shards where they cannot run."""
+    CPU, each of at least MIN_SHARD samples: on short sequences stacked models, and with AVX-512 one layer
+    too (see SHARD_MIN_LAYERS); on long ones the fused LSTM. The config's rules refuse shards where they
+    cannot run."""
     if cfg.train.batch_shards is not None:
         return cfg.train.batch_shards
     if not (xla and device.startswith("/CPU")):  # (a strategy returned from plan_execution earlier)
         return 1
     short = LAYOUT_SHAPES[cfg.data.layout][0] < XLA_MIN_STEPS
     stacked = len(cfg.model.units) >= SHARD_MIN_LAYERS
-    if not short or not (stacked or cpu_vector() == SHARD_ONE_LAYER_VECTOR):
+    if not ((stacked or cpu_vector() == SHARD_ONE_LAYER_VECTOR) if short else fused):
         return 1
     cores = cfg.train.cpu_threads or len(os.sched_getaffinity(0))
     return max(1, min(cores, cfg.train.batch_size // MIN_SHARD))
@@ -223,12 +230,13 @@ def _batch_shards(cfg: Config, device: str, xla: bool) -> int:
 
 def planned_cpu_threads(cfg: Config, execution: Execution) -> int | None:
     """Threads per CPU op for a training run: `train.cpu_threads` when set; else 1 where the fused LSTM
-    trains in one shard per core on an AVX-512 CPU (see ONE_THREAD_VECTOR); else None, TensorFlow's
-    default (one per logical CPU)."""
+    trains unrolled in one shard per core on an AVX-512 CPU (see ONE_THREAD_VECTOR); else None,
+    TensorFlow's default (one per logical CPU)."""
     if cfg.train.cpu_threads is not None:
         return cfg.train.cpu_threads
     cores = len(os.sched_getaffinity(0))
-    if execution.fused and execution.shards >= cores > 1 and cpu_vector() == ONE_THREAD_VECTOR:
+    unrolled = LAYOUT_SHAPES[cfg.data.layout][0] <= FUSED_MAX_STEPS
+    if execution.fused and unrolled and execution.shards >= cores > 1 and cpu_vector() == ONE_THREAD_VECTOR:
         return 1
     return None
 
@@ -279,7 +287,7 @@ def running_execution(model: keras.Model) -> Execution:
 
 
 def fused_lstm_blockers(cfg: Config) -> list[str]:
-    """Why the fused LSTM (stateless, unidirectional, short sequences) cannot run `cfg`; empty if it can."""
+    """Why the fused LSTM (stateless, unidirectional) cannot run `cfg`; empty if it can."""
     reasons = []
     if cfg.model.cell is not Cell.lstm:
         reasons.append(f"model.cell is {cfg.model.cell}")
@@ -289,9 +297,6 @@ def fused_lstm_blockers(cfg: Config) -> list[str]:
         reasons.append("model.recurrent_dropout is not 0")
     if cfg.train.stateful:
         reasons.append("train.stateful is true")
-    steps = LAYOUT_SHAPES[cfg.data.layout][0]
-    if steps > FUSED_MAX_STEPS:
-        reasons.append(f"layout {cfg.data.layout} has {steps} steps, more than {FUSED_MAX_STEPS}")
     return reasons
 
 

@@ -71,12 +71,18 @@ class _Tape:
 
 
 def lstm_sequence(
-    x: tf.Tensor, kernel: tf.Tensor, recurrent_kernel: tf.Tensor, bias: tf.Tensor, return_sequences: bool
+    x: tf.Tensor,
+    kernel: tf.Tensor,
+    recurrent_kernel: tf.Tensor,
+    bias: tf.Tensor,
+    return_sequences: bool,
+    training: bool = True,
 ) -> tf.Tensor:
     """LSTM over x (batch, steps, features) from zero state: the last h (batch, u) or every h
-    (batch, steps, u). Equal to `keras.layers.LSTM` with the same weights up to float32 rounding."""
-    if int(x.shape[1]) > UNROLL_MAX_STEPS:  # a loop over chunks instead (forward only)
-        return _scan_sequence(x, kernel, recurrent_kernel, bias, return_sequences)
+    (batch, steps, u). Equal to `keras.layers.LSTM` with the same weights up to float32 rounding.
+    `training` false: no gradient will be asked for (long sequences then skip what the backward needs)."""
+    if int(x.shape[1]) > UNROLL_MAX_STEPS:  # a loop over chunks instead
+        return _scan_sequence(x, kernel, recurrent_kernel, bias, return_sequences, training)
     gates = _Gates.of(int(recurrent_kernel.shape[0]))
 
     @tf.custom_gradient
@@ -100,23 +106,40 @@ def _forward(
     hidden: list[tf.Tensor] = []
     h = c = None
     for t in range(steps):
-        z = inputs[t] if h is None else inputs[t] + tf.matmul(h, u)  # h0 = 0: skip its matmul
-        s = tf.sigmoid(z * gates.scale)
-        i, f, g, o = tf.split(s * gates.scale + gates.shift, 4, axis=1)
-        c_prev = tf.zeros_like(g) if c is None else c
-        c = i * g if c is None else f * c + i * g
-        tanh_c = tf.tanh(c)
-        h = o * tanh_c
+        h, c, factors = _cell(inputs[t] if h is None else inputs[t] + tf.matmul(h, u), c, gates)  # h0 = 0
         hidden.append(h)
-        # What the backward step needs, here where XLA's fusion of this step already holds the gates (the
-        # caller's gradient uses it; without one, XLA and Grappler drop it as dead code):
-        # dz = [dc*g, dc*c_prev, dc*i, dh*tanh(c)] * a'(z), and dc = dh * o * tanh'(c) + dc_next.
-        partner.append(tf.concat([g, c_prev, i, tanh_c], 1) * ((s - s * s) * gates.slope))
-        dc_from_h.append(o * (1.0 - tanh_c * tanh_c))
-        forget.append(f)
+        partner.append(factors[0])
+        dc_from_h.append(factors[1])
+        forget.append(factors[2])
     hs = tf.stack(hidden)  # (steps, batch, u)
     out = tf.transpose(hs, [1, 0, 2]) if return_sequences else h
     return out, _Tape(x_flat, partner, dc_from_h, forget, hs, batch)
+
+
+def _cell(
+    z: tf.Tensor, c: tf.Tensor | None, gates: _Gates
+) -> tuple[tf.Tensor, tf.Tensor, tuple[tf.Tensor, ...]]:
+    """One step from its pre-activations z (batch, 4u) and the previous cell (None: the zero state): h, c and
+    what the backward step needs, computed here where XLA's fusion of the step already holds the gates (the
+    caller's gradient uses them; without one, XLA and Grappler drop them as dead code):
+    dz = [dc*g, dc*c_prev, dc*i, dh*tanh(c)] * a'(z) = [dc, dc, dc, dh] * partner, dc = dh * o * tanh'(c) +
+    the next step's dc, which the forget gate carries one step back."""
+    s = tf.sigmoid(z * gates.scale)
+    i, f, g, o = tf.split(s * gates.scale + gates.shift, 4, axis=1)
+    c_prev = tf.zeros_like(g) if c is None else c
+    c = i * g if c is None else f * c + i * g
+    tanh_c = tf.tanh(c)
+    partner = tf.concat([g, c_prev, i, tanh_c], 1) * ((s - s * s) * gates.slope)
+    return o * tanh_c, c, (partner, o * (1.0 - tanh_c * tanh_c), f)
+
+
+def _back_step(
+    dh: tf.Tensor, dc: tf.Tensor | None, partner: tf.Tensor, dc_from_h: tf.Tensor, forget: tf.Tensor
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """One backward step: the pre-activations' gradient dz (batch, 4u) and the cell gradient carried to the
+    step before (dh for that step is dz times the transposed recurrent weight, the caller's matmul)."""
+    dct = dh * dc_from_h if dc is None else dh * dc_from_h + dc
+    return tf.concat([dct, dct, dct, dh], 1) * partner, dct * forget
 
 
 def _backward(
@@ -132,11 +155,9 @@ def _backward(
     for t in reversed(range(steps)):  # the only sequential part: one matmul per step
         if d_hs is not None:
             dh = d_hs[t] if dh is None else dh + d_hs[t]
-        dct = dh * tape.dc_from_h[t] if dc is None else dh * tape.dc_from_h[t] + dc
-        dz[t] = tf.concat([dct, dct, dct, dh], 1) * tape.partner[t]
+        dz[t], dc_next = _back_step(dh, dc, tape.partner[t], tape.dc_from_h[t], tape.forget[t])
         if t > 0:
-            dh = tf.matmul(dz[t], u_t)
-            dc = dct * tape.forget[t]
+            dh, dc = tf.matmul(dz[t], u_t), dc_next
     dz_flat = tf.reshape(tf.stack(dz), [-1, 4 * units])  # (steps*batch, 4u)
     hs = tape.hs
     h_prev = tf.reshape(tf.concat([tf.zeros_like(hs[:1]), hs[:-1]], 0), [-1, units])
@@ -160,40 +181,119 @@ def _materialised(t: tf.Tensor) -> tf.Tensor:
     return t
 
 
+def _scan_sequence(
+    x: tf.Tensor, w: tf.Tensor, u: tf.Tensor, b: tf.Tensor, return_sequences: bool, training: bool
+) -> tf.Tensor:
+    """The same LSTM for long sequences: a loop over chunks of k = `_chunk(steps)` unrolled steps
+    (`tf.scan`), so the graph stays small and XLA still fuses each step's elementwise work. Each chunk
+    projects its own inputs: hoisted over all steps, z would be a (steps, batch, 4u) buffer (800 MB for a
+    scoring shard of 500 pixel sequences), and the in-loop projection measured 1.1x faster. Scoring
+    (`training` false) runs the loop alone; training keeps the backward step's factors per chunk and runs
+    a second loop over the chunks in reverse (`_scan_backward`)."""
+    steps, features, units = int(x.shape[1]), int(x.shape[2]), int(u.shape[0])
+    k, gates = _chunk(steps), _Gates.of(units)
+    batch = tf.shape(x)[0]
+    chunks = tf.reshape(tf.transpose(x, [1, 0, 2]), [steps // k, k, batch, features])
+    zeros = tf.zeros([k, batch, units])
+
+    def forward(w: tf.Tensor, u: tf.Tensor, b: tf.Tensor, tape: bool) -> list[tf.Tensor]:
+        """hs (steps // k, k, batch, u) (or the last chunk's h alone, where nothing else needs them), and
+        with `tape` the factors of every step, each (steps // k, k, batch, ...)."""
+        keep_hs = tape or return_sequences
+
+        def chunk(carry: tuple[tf.Tensor, ...], x_k: tf.Tensor) -> tuple[tf.Tensor, ...]:
+            h, c = carry[0][-1] if keep_hs else carry[0], carry[1]  # the previous chunk's last
+            z = tf.reshape(_times(tf.reshape(x_k, [-1, features]), w) + b, [k, batch, 4 * units])
+            hidden, factors = [], []
+            for j in range(k):
+                h, c, step_factors = _cell(z[j] + tf.matmul(h, u), c, gates)
+                hidden.append(h)
+                factors.append(step_factors)
+            kept = tuple(tf.stack(list(f)) for f in zip(*factors, strict=True)) if tape else ()
+            return (tf.stack(hidden) if keep_hs else h, c, *kept)
+
+        start: tuple[tf.Tensor, ...] = (zeros if keep_hs else zeros[0], zeros[0])
+        if tape:
+            start += (tf.zeros([k, batch, 4 * units]), zeros, zeros)
+        return list(tf.scan(chunk, chunks, initializer=start))
+
+    def output(hs: tf.Tensor) -> tf.Tensor:
+        if return_sequences:
+            return tf.transpose(tf.reshape(hs, [steps, batch, units]), [1, 0, 2])
+        return hs[-1, -1] if training else hs[-1]  # the last chunk's last h
+
+    if not training:
+        return output(forward(w, u, b, tape=False)[0])
+
+    @tf.custom_gradient
+    def run(x: tf.Tensor, w: tf.Tensor, u: tf.Tensor, b: tf.Tensor) -> Any:
+        hs, _, *tape = forward(w, u, b, tape=True)
+        return output(hs), lambda d_out: _scan_backward(d_out, chunks, hs, tape, w, u, return_sequences)
+
+    return run(x, w, u, b)
+
+
+def _scan_backward(
+    d_out: tf.Tensor,
+    chunks: tf.Tensor,
+    hs: tf.Tensor,
+    tape: list[tf.Tensor],
+    w: tf.Tensor,
+    u: tf.Tensor,
+    return_sequences: bool,
+) -> tuple[tf.Tensor, ...]:
+    """Gradients for (x, kernel, recurrent_kernel, bias) of `_scan_sequence`: the chunks in reverse, each
+    with its weight gradients as three matmuls over its k steps, summed over the chunks in the loop."""
+    n, k, features = int(chunks.shape[0]), int(chunks.shape[1]), int(chunks.shape[3])
+    steps, units, batch = n * k, int(u.shape[0]), tf.shape(chunks)[2]
+    u_t = _materialised(tf.transpose(u))
+    h_flat = tf.reshape(hs, [steps, batch, units])
+    h_prev = tf.reshape(tf.concat([tf.zeros_like(h_flat[:1]), h_flat[:-1]], 0), tf.shape(hs))
+
+    def chunk(carry: tuple[tf.Tensor, ...], elems: tuple[tf.Tensor, ...]) -> tuple[tf.Tensor, ...]:
+        dh, dc, dw, du, db, _ = carry
+        x_k, h_prev_k, partner, dc_from_h, forget, *d_hs = elems
+        dz: list[tf.Tensor] = [tf.zeros(())] * k
+        for j in reversed(range(k)):
+            if d_hs:
+                dh = dh + d_hs[0][j]
+            dz[j], dc = _back_step(dh, dc, partner[j], dc_from_h[j], forget[j])
+            dh = tf.matmul(dz[j], u_t)  # (wasted for the sequence's first step: 1 of `steps`)
+        dz_k = tf.reshape(tf.stack(dz), [-1, 4 * units])  # (k*batch, 4u)
+        return (
+            dh,
+            dc,
+            dw + _times(tf.reshape(x_k, [-1, features]), dz_k, transpose_a=True),
+            du + tf.matmul(tf.reshape(h_prev_k, [-1, units]), dz_k, transpose_a=True),
+            db + tf.reduce_sum(dz_k, 0),
+            tf.reshape(_times(dz_k, w, transpose_b=True), tf.shape(x_k)),
+        )
+
+    zero_h = tf.zeros_like(hs[0, 0])
+    d_hs = [tf.reshape(tf.transpose(d_out, [1, 0, 2]), tf.shape(hs))] if return_sequences else []
+    start = (zero_h if return_sequences else d_out, zero_h, tf.zeros_like(w), tf.zeros_like(u),
+             tf.zeros_like(u[0]), tf.zeros_like(chunks[0]))  # fmt: skip
+    _, _, dw, du, db, dx = tf.scan(chunk, (chunks, h_prev, *tape, *d_hs), initializer=start, reverse=True)
+    dx = tf.transpose(tf.reshape(dx, [steps, batch, features]), [1, 0, 2])
+    return dx, dw[0], du[0], db[0]  # (in reverse, the sums after the last chunk are the first chunk's)
+
+
+def _times(a: tf.Tensor, b: tf.Tensor, transpose_a: bool = False, transpose_b: bool = False) -> tf.Tensor:
+    """`tf.matmul`, but where a (transposed) is a column or b a row (one input feature: pixels) as a
+    broadcast product and a sum: XLA:CPU's dot on such a shape took 62 of a 360 ms pixel step."""
+    a_t = tf.transpose(a) if transpose_a else a
+    b_t = tf.transpose(b) if transpose_b else b
+    if a_t.shape[1] == 1:  # (n, 1) x (1, m): an outer product, no sum at all
+        return a_t * b_t
+    if b_t.shape[1] == 1:  # (n, m) x (m, 1): a weighted sum of each row
+        return tf.reduce_sum(a_t * tf.transpose(b_t), 1, keepdims=True)
+    if a_t.shape[0] == 1:  # (1, m) x (m, n)
+        return tf.reduce_sum(tf.transpose(a_t) * b_t, 0, keepdims=True)
+    return tf.matmul(a, b, transpose_a=transpose_a, transpose_b=transpose_b)
+
+
 def _chunk(steps: int) -> int:
     return max(k for k in range(1, SCAN_CHUNK + 1) if steps % k == 0)
-
-
-def _scan_sequence(
-    x: tf.Tensor, w: tf.Tensor, u: tf.Tensor, b: tf.Tensor, return_sequences: bool
-) -> tf.Tensor:
-    """The same LSTM for long sequences, forward only: a loop over chunks of k = `_chunk(steps)` unrolled
-    steps (`tf.scan`), so the graph stays small and XLA still fuses each step's elementwise work. Each
-    chunk projects its own inputs: hoisted over all steps, z would be a (steps, batch, 4u) buffer (800 MB
-    for a scoring shard of 500 pixel sequences), and the in-loop projection measured 1.1x faster.
-    Scoring runs it (`execution.scoring_fused`); training on long sequences keeps Keras's layers: a backward
-    loop of the same shape, weight gradients summed per chunk, trained pixels at 0.85x Keras's XLA step."""
-    steps, features, units = int(x.shape[1]), int(x.shape[2]), int(u.shape[0])
-    k, batch, gates = _chunk(steps), tf.shape(x)[0], _Gates.of(units)
-
-    def chunk(carry: tuple[tf.Tensor, tf.Tensor], x_k: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        h, c = carry[0][-1] if return_sequences else carry[0], carry[1]  # the previous chunk's last
-        z = tf.reshape(tf.matmul(tf.reshape(x_k, [-1, features]), w) + b, [k, batch, 4 * units])
-        hidden = []
-        for j in range(k):
-            s = tf.sigmoid((z[j] + tf.matmul(h, u)) * gates.scale)
-            i, f, g, o = tf.split(s * gates.scale + gates.shift, 4, axis=1)
-            c = f * c + i * g
-            h = o * tf.tanh(c)
-            hidden.append(h)
-        return (tf.stack(hidden) if return_sequences else h), c
-
-    chunks = tf.reshape(tf.transpose(x, [1, 0, 2]), [steps // k, k, batch, features])
-    h0 = tf.zeros([k, batch, units] if return_sequences else [batch, units])
-    hs = tf.scan(chunk, chunks, initializer=(h0, tf.zeros([batch, units])))[0]
-    if not return_sequences:
-        return hs[-1]  # the last chunk's last h
-    return tf.transpose(tf.reshape(hs, [steps, batch, units]), [1, 0, 2])
 
 
 def _unit_forget_bias(units: int) -> keras.initializers.Initializer:
@@ -226,13 +326,14 @@ class FusedLSTM(keras.layers.Layer):
         )
         self.bias = self.add_weight(shape=(4 * u,), initializer=_unit_forget_bias(u), name="bias")
 
-    def call(self, inputs: tf.Tensor) -> tf.Tensor:
+    def call(self, inputs: tf.Tensor, training: bool | None = None) -> tf.Tensor:
         return lstm_sequence(
             inputs,
             tf.convert_to_tensor(self.kernel),
             tf.convert_to_tensor(self.recurrent_kernel),
             tf.convert_to_tensor(self.bias),
             self.return_sequences,
+            training=training is not False,  # None (a bare call, a gradient tape's): trainable
         )
 
     def compute_output_shape(self, input_shape: tuple[int | None, ...]) -> tuple[int | None, ...]:

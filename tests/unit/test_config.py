@@ -133,9 +133,9 @@ BROKEN = [
         "model.lstm_kernel: fused cannot run this model (model.cell is gru); use auto or keras (line 2)",
     ),
     (
-        "model:\n  lstm_kernel: fused\ndata:\n  layout: pixels\n",
+        "model:\n  lstm_kernel: fused\n  cell: gru\n",
         [],
-        "fused cannot run this model (layout pixels has 784 steps, more than 128)",
+        "fused cannot run this model (model.cell is gru)",
     ),
     ("model:\n  lstm_kernel: fused\ntrain:\n  stateful: true\n", [], "(train.stateful is true)"),
     ("{}\n", ["train.nope=1"], "--set train.nope=1: train.nope: unknown key"),

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from mnist_rnn.config import Config, ModelConfig, TrainConfig
+from mnist_rnn.config import Config, DataConfig, ModelConfig, TrainConfig
 from mnist_rnn.errors import ConfigError
 from mnist_rnn.execution import plan_execution, planned_cpu_threads, set_cpu_threads
 from tests.conftest import REPO
@@ -73,3 +73,15 @@ def test_one_thread_per_op_where_the_fused_lstm_trains_one_shard_per_core_on_avx
     monkeypatch.setattr("mnist_rnn.execution.cpu_vector", lambda: vector)
     cfg = Config(model=model, train=train.model_copy(update={"epochs": 50}))
     assert planned_cpu_threads(cfg, plan_execution(cfg, "/CPU:0")) == threads
+
+
+def test_the_fused_lstm_in_shards_on_long_sequences_keeps_the_default_threads(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Its loop over chunks runs on the intra-op pool: one thread there would run the shards one by one."""
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1})
+    monkeypatch.setattr("mnist_rnn.execution.cpu_vector", lambda: "AVX-512")
+    cfg = Config(data=DataConfig(layout="pixels"), train=TrainConfig(epochs=50))
+    execution = plan_execution(cfg, "/CPU:0")
+    assert (execution.fused, execution.shards) == (True, 2)
+    assert planned_cpu_threads(cfg, execution) is None

@@ -19,13 +19,15 @@ pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 SHAPE = (6, 10)
 
 
-def _pair(shards: int, dropout: float = 0.0) -> tuple[keras.Model, keras.Model]:
+def _pair(
+    shards: int, dropout: float = 0.0, shape: tuple[int, int] = SHAPE, units: tuple[int, ...] = (16,)
+) -> tuple[keras.Model, keras.Model]:
     """A sharded model and a plain one with the same weights, both compiled as training compiles them."""
     # As training seeds an XLA run on a CPU: op determinism off, or Keras turns the plain model's XLA off.
     seed_everything(3, deterministic=True, jit_compile=True, device="/CPU:0")
-    cfg = ModelConfig(units=(16,), dropout=dropout)
-    sharded = build_model(cfg, SHAPE, fused=True, shards=shards)  # short sequences: quick XLA compiles
-    plain = build_model(cfg, SHAPE, fused=True)
+    cfg = ModelConfig(units=units, dropout=dropout)
+    sharded = build_model(cfg, shape, fused=True, shards=shards)  # short sequences: quick XLA compiles
+    plain = build_model(cfg, shape, fused=True)
     plain.set_weights(sharded.get_weights())
     compile_model(sharded, TrainConfig(), xla=True)
     compile_model(plain, TrainConfig(), xla=True)
@@ -47,6 +49,21 @@ def test_sharded_step_trains_as_the_whole_batch_does(shards: int) -> None:
     for a, b in zip(sharded.get_weights(), plain.get_weights(), strict=True):
         np.testing.assert_allclose(a, b, atol=1e-6)
     assert max(float(np.abs(a - w).max()) for a, w in zip(sharded.get_weights(), initial, strict=True)) > 1e-3
+
+
+def test_sharded_step_trains_long_sequences_as_the_whole_batch_does() -> None:
+    """Sequences too long to unroll (the fused LSTM's loop over chunks, one feature per step as pixels
+    have), two layers, and a last batch of 30 that the shards split into 15 each (their batch size unknown
+    when traced)."""
+    sharded, plain = _pair(2, shape=(132, 1), units=(8, 8))
+    rng = np.random.default_rng(1)
+    x, y = rng.random((150, 132, 1), dtype=np.float32), rng.integers(0, 10, 150)
+    histories = [
+        m.fit(x, y, batch_size=60, epochs=2, shuffle=False, verbose=0).history for m in (sharded, plain)
+    ]
+    np.testing.assert_allclose(histories[0]["loss"], histories[1]["loss"], rtol=1e-5)
+    for a, b in zip(sharded.get_weights(), plain.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-6)
 
 
 def test_a_batch_smaller_than_the_shard_count_still_trains() -> None:
@@ -117,15 +134,18 @@ def test_plan_gives_one_shard_per_core_to_xla_runs_on_a_cpu(
     ("model", "layout", "vector", "shards"),
     [
         (ModelConfig(units=(128,)), "rows", "AVX2", 1),  # one layer: not decided on rows (execution.py)
-        (ModelConfig(units=(128,)), "pixels", "AVX2", 1),  # slower on long sequences
+        (ModelConfig(units=(128,)), "pixels", "AVX2", 2),  # long sequences: the fused LSTM's loop
+        (ModelConfig(cell="gru", units=(128,)), "pixels", "AVX2", 1),  # ... but not Keras's layers
         (ModelConfig(cell="gru", units=(64, 64)), "rows", "AVX2", 2),
         (ModelConfig(units=(64, 64, 64)), "columns", "AVX2", 2),
         (ModelConfig(units=(128,)), "rows", "AVX-512", 2),  # with AVX-512 one layer pays too
-        (ModelConfig(units=(128,)), "pixels", "AVX-512", 1),  # not decided on long sequences
-        (ModelConfig(units=(128, 128)), "pixels", "AVX-512", 1),  # XLA off there: nothing to shard
+        (ModelConfig(units=(128,)), "pixels", "AVX-512", 2),
+        (ModelConfig(units=(128, 128)), "pixels", "AVX-512", 2),
+        (ModelConfig(cell="gru", units=(128, 128)), "pixels", "AVX-512", 1),  # XLA off: nothing to shard
+        (ModelConfig(units=(128,), lstm_kernel="keras"), "pixels", "AVX-512", 1),
     ],
 )
-def test_auto_shards_stacked_models_on_short_sequences_and_one_layer_with_avx512(
+def test_auto_shards_stacked_models_on_short_sequences_one_layer_with_avx512_and_fused_on_long(
     model, layout, vector, shards, monkeypatch
 ) -> None:
     monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1})
