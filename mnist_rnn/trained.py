@@ -46,7 +46,9 @@ def keras_predict(model: keras.Model, x: np.ndarray, batch_size: int) -> np.ndar
     """
     import tensorflow as tf
 
-    batches = tf.data.Dataset.from_tensor_slices(x).batch(batch_size).prefetch(2)
+    from mnist_rnn.loop import without_autotune
+
+    batches = without_autotune(tf.data.Dataset.from_tensor_slices(x).batch(batch_size).prefetch(2))
     return np.asarray(model.predict(batches, verbose=0))
 
 
