@@ -45,8 +45,10 @@ XLA_CELLS_SHORT = frozenset({Cell.gru})
 # rounds each, docs/bench/2026-12-04-epyc-avx512-shards-ab.json). So `auto` shards stacked models on short
 # sequences, and with AVX-512 one-layer models on them too. Shards below MIN_SHARD: not measured.
 # On long sequences the fused LSTM (its loop over chunks) trains in shards on any CPU: on an AVX-512 EPYC,
-# pixels, its shard step on one core 1.14x [1.11-1.16] Keras's LSTM under XLA for one layer and 4.3x for two
-# (scripts/lstm_loop_probe.py --train); in shards on 2 cores ... (docs/performance.md, "Pixels").
+# pixels, its step on one core 1.13x [1.12-1.13] Keras's LSTM under XLA for one layer and 4.2x for two
+# (scripts/lstm_loop_probe.py --train); in shards on 2 cores the bench's training over PyTorch 1.74x
+# [1.67-1.89] and 1.68x [1.59-2.09] (docs/bench/2026-12-05-epyc-avx512-quick-pixels-fused.json). Not
+# measured with AVX2; nothing in it depends on the vector width.
 SHARD_MIN_LAYERS = 2
 SHARD_ONE_LAYER_VECTOR = "AVX-512"
 # Scoring in shards (evaluate.Scorer: each eval batch of 1,000 as one XLA call per core, side by side) on
@@ -268,7 +270,7 @@ def scoring_shards(cfg: Config, xla: bool) -> int:
 
 
 def scoring_fused(cfg: Config) -> bool:
-    """Whether the Scorer's twin runs the fused LSTM (`fused_lstm._scan_sequence`, forward only) instead of
+    """Whether the Scorer's twin runs the fused LSTM (`fused_lstm._scan_sequence`, its forward loop) instead of
     Keras's LSTM under XLA: for unidirectional LSTMs on sequences too long to unroll (pixels), where Keras's
     layer spends most of each step outside its matmul (docs/performance.md, "Scoring long sequences").
     Rows keep Keras's layers: there the two measured level."""

@@ -22,9 +22,11 @@ Weights are `kernel` (features, 4u), `recurrent_kernel` (u, 4u) and `bias` (4u,)
 Float32, stateless, unidirectional, no recurrent dropout, no masking: `model.lstm_kernel` refuses the rest.
 
 Longer sequences (pixels: 784 steps) cannot be unrolled; for them the layer runs a loop over chunks of
-up to 16 unrolled steps, forward only (`_scan_sequence`). Scoring uses it (`execution.scoring_fused`):
-Keras's LSTM under XLA spends most of a pixel step outside the matmul. Training on them keeps Keras's
-layers: a backward loop of the same shape measured slower than Keras's own under XLA.
+up to 16 unrolled steps (`_scan_sequence`), and in training a second loop over the chunks in reverse for
+the backward pass (`_scan_backward`). Scoring uses the forward loop alone (`execution.scoring_fused`):
+Keras's LSTM under XLA spends most of a pixel step outside the matmul. Products with a one-feature input
+(pixels) are broadcasts, not dots (`_times`): XLA:CPU ran those dots as general matmuls, a sixth of a
+pixel training step (docs/performance.md, "The fused LSTM trains pixels").
 """
 
 from __future__ import annotations

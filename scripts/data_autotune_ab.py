@@ -93,11 +93,13 @@ def main() -> None:
         "slice_s_median": {name: float(np.median(s)) for name, s in seconds.items()},
         "idle_after_last_batch_s_median": {name: float(np.median(s)) for name, s in idle.items()},
         "idle_after_last_batch_s_max": {name: max(s) for name, s in idle.items()},
+        "slices_idle_over_50ms": {name: sum(i > 0.05 for i in s) for name, s in idle.items()},
         "slices": {name: [round(s, 4) for s in values] for name, values in seconds.items()},
+        "idle": {name: [round(s, 4) for s in values] for name, values in idle.items()},
         "speedup": summarise([a / b for a, b in zip(seconds["on"], seconds["off"], strict=True)]),
         "aa": summarise([a / b for a, b in zip(seconds["off_aa"], seconds["off"], strict=True)]),
     }
-    print(json.dumps({k: v for k, v in report.items() if k not in ("machine", "slices")}, indent=1))
+    print(json.dumps({k: v for k, v in report.items() if k not in ("machine", "slices", "idle")}, indent=1))
     if args.out:
         args.out.write_text(json.dumps(report, indent=1) + "\n")
         print(f"wrote {args.out}")
