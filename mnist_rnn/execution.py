@@ -270,9 +270,10 @@ def scoring_shards(cfg: Config, xla: bool) -> int:
 
 
 def scoring_fused(cfg: Config) -> bool:
-    """Whether the Scorer's twin runs the fused LSTM (`fused_lstm._scan_sequence`, its forward loop) instead of
-    Keras's LSTM under XLA: for unidirectional LSTMs on sequences too long to unroll (pixels), where Keras's
-    layer spends most of each step outside its matmul (docs/performance.md, "Scoring long sequences").
+    """Whether the Scorer's twin runs the fused LSTM (`fused_lstm._scan_sequence`, its forward loop) instead
+    of Keras's LSTM under XLA: for unidirectional LSTMs on sequences too long to unroll (pixels), where
+    Keras's layer spends most of each step outside its matmul (docs/performance.md, "Scoring long
+    sequences").
     Rows keep Keras's layers: there the two measured level."""
     steps = LAYOUT_SHAPES[cfg.data.layout][0]
     return cfg.model.cell is Cell.lstm and not cfg.model.bidirectional and steps > FUSED_MAX_STEPS
