@@ -203,9 +203,11 @@ def record(rows: list[dict[str, Any]], folder: Path, table: str) -> None:
     for row in rows:
         target = folder / "runs" / row["config"]
         target.mkdir(parents=True, exist_ok=True)
-        for name in RECORDED:
+        for name in RECORDED:  # a file the new run lacks goes too (an eval.json of a run stopped before)
             if (Path(row["run"]) / name).is_file():
                 shutil.copy2(Path(row["run"]) / name, target / name)
+            else:
+                (target / name).unlink(missing_ok=True)
     (folder / "table.md").write_text(merged_table(folder / "table.md", rows, table) + "\n")
 
 
