@@ -49,10 +49,24 @@ def _column(history: Sequence[Mapping[str, Any]], key: str) -> np.ndarray:
     return np.array([float(row[key]) if row.get(key) not in (None, "") else np.nan for row in history])
 
 
-def plot_curves(history: Sequence[dict[str, Any]], best_epoch: int, path: Path) -> Path:
-    """Loss (with the learning rate on a second axis) and accuracy per epoch."""
+def _epoch_axis(ax: Any) -> None:
+    """Label the x axis "epoch" with whole-epoch ticks. A run of one epoch has one x value, around which
+    Matplotlib spans a tenth of an epoch and the integer locator, finding one integer, fell back to ticks
+    like 0.945 and 1.020: there the axis is one epoch wide with its single tick."""
     from matplotlib.ticker import MaxNLocator
 
+    ax.set_xlabel("epoch")
+    low, high = ax.get_xlim()
+    if high - low < 1:
+        middle = round((low + high) / 2)
+        ax.set_xlim(middle - 0.5, middle + 0.5)
+        ax.set_xticks([middle])
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+def plot_curves(history: Sequence[dict[str, Any]], best_epoch: int, path: Path) -> Path:
+    """Loss (with the learning rate on a second axis) and accuracy per epoch."""
     fig = _figure(10, 4)
     loss_ax, acc_ax = fig.subplots(1, 2)
     epochs = _column(history, "epoch")
@@ -64,8 +78,7 @@ def plot_curves(history: Sequence[dict[str, Any]], best_epoch: int, path: Path) 
             )
         if best_epoch:
             ax.axvline(best_epoch, color="tab:green", ls="--", lw=1, label=f"best epoch ({best_epoch})")
-        ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        _epoch_axis(ax)
         ax.set_title(label)
         ax.grid(alpha=0.3)
     lr_ax = loss_ax.twinx()
@@ -148,16 +161,13 @@ def plot_explain(images: np.ndarray, steps: np.ndarray, labels: np.ndarray, unit
 
 def plot_compare(curves: Mapping[str, Sequence[Mapping[str, Any]]], path: Path) -> Path:
     """Validation accuracy (or training accuracy without validation) per epoch, one line per run."""
-    from matplotlib.ticker import MaxNLocator
-
     fig = _figure(8, 4.5)
     ax = fig.subplots()
     for name, history in curves.items():
         val = _column(history, "val_accuracy")
         key = "accuracy" if np.isnan(val).all() else "val_accuracy"
         ax.plot(_column(history, "epoch"), _column(history, key), "o-", ms=3, label=f"{name} ({key})")
-    ax.set_xlabel("epoch")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    _epoch_axis(ax)
     ax.set_ylabel("accuracy")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
