@@ -49,7 +49,7 @@ def _column(history: Sequence[Mapping[str, Any]], key: str) -> np.ndarray:
     return np.array([float(row[key]) if row.get(key) not in (None, "") else np.nan for row in history])
 
 
-def _epoch_axis(ax: Any) -> None:
+def epoch_axis(ax: Any) -> None:
     """Label the x axis "epoch" with whole-epoch ticks. A run of one epoch has one x value, around which
     Matplotlib spans a tenth of an epoch and the integer locator, finding one integer, fell back to ticks
     like 0.945 and 1.020: there the axis is one epoch wide with its single tick."""
@@ -78,7 +78,7 @@ def plot_curves(history: Sequence[dict[str, Any]], best_epoch: int, path: Path) 
             )
         if best_epoch:
             ax.axvline(best_epoch, color="tab:green", ls="--", lw=1, label=f"best epoch ({best_epoch})")
-        _epoch_axis(ax)
+        epoch_axis(ax)
         ax.set_title(label)
         ax.grid(alpha=0.3)
     lr_ax = loss_ax.twinx()
@@ -167,7 +167,7 @@ def plot_compare(curves: Mapping[str, Sequence[Mapping[str, Any]]], path: Path) 
         val = _column(history, "val_accuracy")
         key = "accuracy" if np.isnan(val).all() else "val_accuracy"
         ax.plot(_column(history, "epoch"), _column(history, key), "o-", ms=3, label=f"{name} ({key})")
-    _epoch_axis(ax)
+    epoch_axis(ax)
     ax.set_ylabel("accuracy")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
