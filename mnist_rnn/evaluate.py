@@ -62,74 +62,97 @@ def scores_from_probabilities(probs: np.ndarray, labels: np.ndarray) -> Scores:
 class Scorer:
     """Class probabilities from a run's models on the fastest inference path measured (docs/performance.md).
 
-    With `xla` (a CPU, no strategy: `execution.plan_scoring`), the weights go into one stateless twin,
-    built once, and each batch is one XLA-compiled call. The twin has Keras's own layers on rows, even for
-    a fused-LSTM model (the fused kernel's unrolled forward pass was the slow part for two layers: 5,800 vs
-    10,300 images/s; XLA 1.3-2x Keras's graphs on every row model), and the fused LSTM's loop over chunks
-    on pixels (`fused`, decided by `execution.scoring_fused` unless given).
-    Built once per run, it is reused by every epoch's validation and the final test. Without `xla`
-    (GPU, strategies): Keras's predict on the model itself, or on its twin if it is stateful.
+    With `xla` (a CPU, no strategy: `execution.plan_scoring`), one stateless twin is built once and reused
+    by every epoch's validation and the final test: each call passes it the model's current weights as
+    values (no copy into the twin) and scores all its images in one graph of XLA calls, a batch each
+    (`_score_in_one_graph`). The twin has Keras's own layers on rows, even for a fused-LSTM model (the fused
+    kernel's unrolled forward pass was the slow part for two layers: 5,800 vs 10,300 images/s; XLA 1.3-2x
+    Keras's graphs on every row model), and the fused LSTM's loop over chunks on pixels (`fused`, decided by
+    `execution.scoring_fused` unless given). Without `xla` (GPU, strategies): Keras's predict on the model
+    itself, or on its twin if it is stateful.
     """
 
     def __init__(self, cfg: Config, xla: bool, shards: int = 1, fused: bool | None = None) -> None:
         self.cfg, self.batch_size, self.xla, self.shards = cfg, cfg.train.eval_batch_size, xla, shards
         self.fused = scoring_fused(cfg) if fused is None else fused  # on the XLA path only
         self._twin: keras.Model | None = None
-        self._steps: tuple[Any, Any] = (None, None)
+        self._score: Any = None
+        self._sources: list[tuple[list[int | None], list[Any]]] = []
 
     def __call__(self, model: keras.Model, x: np.ndarray) -> np.ndarray:
         if not self.xla:
             return keras_predict(inference_model(self.cfg, model), x, self.batch_size)
         if not len(x):
             return np.empty((0, NUM_CLASSES), np.float32)
-        (whole, sharded), b = self._compiled(model), self.batch_size
-        # A short last batch is a second compiled shape, kept for the next call (validation every
-        # epoch); padding it instead cost up to a whole batch of work (pixels: 2,000 scored for 1,024).
-        return np.concatenate(
-            [
-                (sharded if len(x[i : i + b]) >= self.shards * MIN_SHARD else whole)(x[i : i + b]).numpy()
-                for i in range(0, len(x), b)
+        import tensorflow as tf
+
+        if self._twin is None:
+            self._twin = build_twin(
+                self.cfg.model, model.get_weights(), sequence_shape(self.cfg.data.layout), fused=self.fused
+            )
+            self._score = _score_in_one_graph(self._twin, self.batch_size, self.shards)
+            # Each twin variable's source: the model's weight at its place in `weights` (the order
+            # set_weights follows), or, for what holds no weight (a dropout's seed), the twin's own value.
+            where = {id(v): i for i, v in enumerate(self._twin.weights)}
+            self._sources = [
+                ([where.get(id(v)) for v in variables], variables)
+                for variables in (self._twin.trainable_variables, self._twin.non_trainable_variables)
             ]
+        weights = [w.value for w in model.weights]
+        trainable, others = (
+            [v.value if i is None else weights[i] for i, v in zip(places, variables, strict=True)]
+            for places, variables in self._sources
         )
+        return np.asarray(self._score(trainable, others, tf.constant(x)))
 
     def score(self, model: keras.Model, split: Split) -> Scores:
         return scores_from_probabilities(self(model, split.x), split.y)
 
-    def _compiled(self, model: keras.Model) -> tuple[Any, Any]:
-        if self._twin is None:
-            shape = sequence_shape(self.cfg.data.layout)
-            twin = build_twin(self.cfg.model, model.get_weights(), shape, fused=self.fused)
-            self._twin = twin
-            self._steps = _xla_steps(twin, self.shards)
-        else:
-            self._twin.set_weights(model.get_weights())
-        return self._steps
+
+def scoring_pieces(n: int, batch: int, shards: int) -> list[tuple[int, int]]:
+    """[start, stop) of each XLA call that scores n images: batches of `batch` (a short last one is its own
+    shape: padding it cost up to a whole batch of work, pixels 2,000 scored for 1,024); where fewer whole
+    batches than `shards`, each batch of at least `shards` x MIN_SHARD images split into `shards`, so each
+    core has one."""
+    pieces = [(i, min(i + batch, n)) for i in range(0, n, batch)]
+    if shards == 1 or n // batch >= shards:
+        return pieces
+    split = []
+    for start, stop in pieces:
+        size = stop - start
+        parts = shards if size >= shards * MIN_SHARD else 1
+        cuts = [start + size * k // parts for k in range(parts)] + [stop]
+        split += list(zip(cuts[:-1], cuts[1:], strict=True))
+    return split
 
 
-def _xla_steps(twin: keras.Model, shards: int) -> tuple[Any, Any]:
-    """(whole, sharded): a batch as one XLA call, and as `shards` XLA calls that a plain graph runs side by
-    side, one per core (a small model's XLA forward pass runs on one core, as its training step does:
-    sharded_step.py). The calls take the weights as values, so no resource ordering serialises them."""
+def _score_in_one_graph(twin: keras.Model, batch: int, shards: int) -> Any:
+    """(trainable, non-trainable, x) -> probabilities: one plain graph (traced once per number of images) of
+    one XLA call per piece (`scoring_pieces`). With `shards` > 1 the calls are independent and the graph runs
+    them side by side, one per core (a small model's XLA forward pass keeps to one core, as its training
+    step does: sharded_step.py); otherwise each waits for the one before. Whole batches score as one call
+    alone would, to the bit. Against the Python call per batch (each split in two) and the weights copied
+    into the twin that it replaced, on an AVX-512 EPYC, paired slices of 4,096 rows: LSTM 1x128 1.10x, GRU
+    2x128 1.06x, LSTM 2x128 not decided; pixels level (scripts/scoring_ab.py; docs/performance.md,
+    "scoring in one graph")."""
     import tensorflow as tf
 
-    whole = tf.function(lambda x: twin(x, training=False), jit_compile=True)
-    if shards == 1:
-        return whole, whole
     forward = tf.function(
         lambda trainable, others, x: twin.stateless_call(trainable, others, x, training=False)[0],
         jit_compile=True,
         reduce_retracing=True,
     )
 
-    @tf.function(reduce_retracing=True)
-    def sharded(x: Any) -> Any:
-        n = tf.shape(x)[0]
-        sizes = tf.stack([n // shards] * (shards - 1) + [n - n // shards * (shards - 1)])
-        trainable = [v.value for v in twin.trainable_variables]
-        others = [v.value for v in twin.non_trainable_variables]
-        return tf.concat([forward(trainable, others, part) for part in tf.split(x, sizes, num=shards)], 0)
+    @tf.function
+    def score(trainable: Any, others: Any, x: Any) -> Any:
+        outputs: list[Any] = []
+        for start, stop in scoring_pieces(int(x.shape[0]), batch, shards):
+            after = [] if shards > 1 or not outputs else [outputs[-1]]
+            with tf.control_dependencies(after):
+                outputs.append(forward(trainable, others, x[start:stop]))
+        return tf.concat(outputs, 0)
 
-    return whole, sharded
+    return score
 
 
 def evaluate_run(

@@ -55,7 +55,9 @@ SHARD_ONE_LAYER_VECTOR = "AVX-512"
 # an AVX-512 EPYC, 12 rounds of paired slices (docs/bench/2026-12-04-epyc-avx512-scoring-shards-ab.json):
 # LSTM 2x128 rows 1.14x [1.11-1.16], LSTM 1x128 pixels 1.14x [1.12-1.20], LSTM 1x128 rows 1.07x
 # [1.00-1.12], GRU 2x128 rows 1.08x [0.99-1.13], the same probabilities to the bit. Not measured with
-# AVX2: AVX-512 only.
+# AVX2: AVX-512 only. Now whole batches run side by side where a call has one per core, else batches are
+# split so (evaluate.scoring_pieces; against the split batches, docs/bench/2026-12-05-epyc-avx512-scoring-
+# graph*.json: LSTM 1x128 rows 1.10x, GRU 2x128 1.06x, the others level).
 SHARD_SCORING_VECTOR = "AVX-512"
 MIN_SHARD = 32
 # With the fused LSTM's step in one shard per core, TensorFlow's intra-op pool at one thread (each shard's
@@ -260,9 +262,10 @@ def plan_scoring(cfg: Config, device: str) -> bool:
 
 
 def scoring_shards(cfg: Config, xla: bool) -> int:
-    """How many side-by-side XLA calls the Scorer splits each eval batch into (see SHARD_SCORING_VECTOR):
-    one per core (`cpu_threads` if set), each of at least MIN_SHARD images; 1 off the XLA scoring path
-    (`xla`: what `plan_scoring` decided)."""
+    """How many XLA calls the Scorer runs side by side (see SHARD_SCORING_VECTOR): one per core
+    (`cpu_threads` if set), whole batches, or each batch split where a call has fewer whole batches than
+    cores (`evaluate.scoring_pieces`), each of at least MIN_SHARD images; 1 off the XLA scoring path (`xla`:
+    what `plan_scoring` decided)."""
     if not xla or cpu_vector() != SHARD_SCORING_VECTOR:
         return 1
     cores = cfg.train.cpu_threads or len(os.sched_getaffinity(0))

@@ -67,6 +67,14 @@ def lookup(source: str, key: str) -> Any:
 # ------------------------------------------------------------------------------------------- tables
 
 
+def _paired(summary: dict[str, Any] | None) -> str:
+    """A summary of paired ratios (mnist_rnn/measure.py): median× [90% interval] verdict."""
+    if not summary or summary["median"] is None:
+        return "not measured"
+    low, high = summary["ci90"]
+    return f"{summary['median']:.2f}× [{low:.2f}–{high:.2f}] {summary['verdict']}"
+
+
 def _bench_table(report: dict[str, Any]) -> str:
     """scripts/bench.py's bench.json (paired slices): per case, each variant's training and eval rate
     (median [min-max]); then mnist-rnn over each other variant: the median of the paired ratios, its 90%
@@ -78,12 +86,6 @@ def _bench_table(report: dict[str, Any]) -> str:
 
     def rate(r: dict[str, float]) -> str:
         return f"{r['median']:,.0f} [{r['min']:,.0f}–{r['max']:,.0f}]"
-
-    def paired(summary: dict[str, Any] | None) -> str:
-        if not summary or summary["median"] is None:
-            return "not measured"
-        low, high = summary["ci90"]
-        return f"{summary['median']:.2f}× [{low:.2f}–{high:.2f}] {summary['verdict']}"
 
     for case in report["cases"]:
         for name, v in case["variants"].items():
@@ -97,8 +99,8 @@ def _bench_table(report: dict[str, Any]) -> str:
         for other, p in case["paired"].items():
             label = "itself (A/A)" if other == "mnist_rnn_aa" else other
             ratios.append(
-                f"| {case['name']} | {label} | {paired(p['train'])} | {paired(p['eval'])} | "
-                f"{paired(p['cpu_per_sample'])} |"
+                f"| {case['name']} | {label} | {_paired(p['train'])} | {_paired(p['eval'])} | "
+                f"{_paired(p['cpu_per_sample'])} |"
             )
     rounds = f"{report['cases'][0]['rounds']} rounds of paired slices (fewer for the slowest case)"
     machine = report["machine"]
@@ -221,9 +223,30 @@ def _threads_table(report: dict[str, Any]) -> str:
     return "\n".join([*lines, "", footer])
 
 
+def _scoring_ab_table(report: dict[str, Any]) -> str:
+    """scripts/scoring_ab.py's JSON: per case, this tree's Scorer and Keras's predict over the base commit's,
+    this tree's over Keras's, the A/A, and how far the probabilities are from the base's."""
+    lines = [
+        "| case | images | shards | this over base | Keras over base | this over Keras | A/A | largest "
+        "difference from base |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in report["results"]:
+        ratios = (r[k] for k in ("this_over_base", "keras_over_base", "this_over_keras", "aa_over_base"))
+        difference = r["max_probability_difference_from_base"]["this"]
+        lines.append(
+            f"| {r['case']} | {r['images']:,} | {r['shards']} | "
+            + " | ".join(_paired(s) for s in ratios)
+            + f" | {difference:.1e} |"
+        )
+    footer = f"Base: {report['results'][0]['base']}; {report['rounds']} rounds; {report['machine']['cpu']}."
+    return "\n".join([*lines, "", footer])
+
+
 TABLES: dict[str, Callable[[Any], str]] = {
-    "bench": _bench_table, "exports": _export_table, "literature": _literature_table,
-    "serve_load": serve_load_table, "profile": _profile_table, "threads": _threads_table,
+    "bench": _bench_table, "scoring_ab": _scoring_ab_table, "exports": _export_table,
+    "literature": _literature_table, "serve_load": serve_load_table, "profile": _profile_table,
+    "threads": _threads_table,
 }  # fmt: skip
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from mnist_rnn.config import Config, Strategy
-from mnist_rnn.evaluate import Scorer
+from mnist_rnn.evaluate import Scorer, scoring_pieces
 from mnist_rnn.execution import plan_scoring, scoring_fused, scoring_shards
 from mnist_rnn.model import build_model, uses_fused_lstm
 from mnist_rnn.trained import inference_model, keras_predict
@@ -55,6 +55,29 @@ def test_scorer_reads_pixels_through_the_fused_loop_as_keras_does(units: list[in
     for fused in (True, False):
         got = Scorer(cfg, xla=True, shards=2, fused=fused)(trained, x)
         np.testing.assert_allclose(got, expected, atol=1e-5, err_msg=f"fused={fused}")
+
+
+@pytest.mark.parametrize(
+    ("n", "batch", "shards", "pieces"),
+    [
+        (150, 64, 1, [(0, 64), (64, 128), (128, 150)]),  # batches, a short last one its own shape
+        (150, 64, 2, [(0, 64), (64, 128), (128, 150)]),  # as many whole batches as cores: whole batches
+        (100, 64, 2, [(0, 32), (32, 64), (64, 100)]),  # one whole batch: split; 36 < 2 x MIN_SHARD is not
+        (256, 1000, 2, [(0, 128), (128, 256)]),  # the bench's pixel slice: one short batch, one per core
+        (65, 1000, 3, [(0, 65)]),  # too few images to give three cores a shard each
+        (10, 64, 2, [(0, 10)]),
+    ],
+)
+def test_scoring_pieces(n: int, batch: int, shards: int, pieces: list[tuple[int, int]]) -> None:
+    assert scoring_pieces(n, batch, shards) == pieces
+
+
+def test_scoring_whole_batches_side_by_side_equals_one_at_a_time_to_the_bit() -> None:
+    """The calls of one graph run side by side only where they are whole batches: the same numbers as one
+    call per batch in turn, so a run's figures do not depend on the cores it scored on."""
+    cfg = _config(cell="gru")
+    model, x = build_model(cfg.model, (28, 28)), _images(150)
+    np.testing.assert_array_equal(Scorer(cfg, xla=True, shards=2)(model, x), Scorer(cfg, xla=True)(model, x))
 
 
 def test_scorer_of_no_images_is_an_empty_table() -> None:  # Keras's own predict fails there
