@@ -129,9 +129,9 @@ def scoring_pieces(n: int, batch: int, shards: int) -> list[tuple[int, int]]:
 def _score_in_one_graph(twin: keras.Model, batch: int, shards: int) -> Any:
     """(trainable, non-trainable, x) -> probabilities: one plain graph (traced once per number of images) of
     one XLA call per piece (`scoring_pieces`). With `shards` > 1 the calls are independent and the graph runs
-    them side by side, one per core (a small model's XLA forward pass keeps to one core, as its training
-    step does: sharded_step.py); otherwise each waits for the one before. Whole batches score as one call
-    alone would, to the bit. Against the Python call per batch (each split in two) and the weights copied
+    them side by side on TensorFlow's inter-op threads, one per core (a call alone, its many small steps,
+    keeps two cores only partly busy); otherwise each waits for the one before. Whole batches score as one
+    call alone would, to the bit. Against the Python call per batch (each split in two) and the weights copied
     into the twin that it replaced, on an AVX-512 EPYC, paired slices of 4,096 rows: LSTM 1x128 1.10x, GRU
     2x128 1.06x, LSTM 2x128 not decided; pixels level (scripts/scoring_ab.py; docs/performance.md,
     "scoring in one graph")."""
