@@ -2,6 +2,7 @@
 
     python scripts/kernel_ab.py --base ea6e226 [--case lstm2x128-rows] [--rounds 30] [--out PATH.json]
     python scripts/kernel_ab.py --profile [--case lstm2x128-rows] [--out PATH.json]
+    python scripts/kernel_ab.py --profile --scoring --case lstm2x128-pixels   # the Scorer's call instead
 
 What it times is one shard of `sharded_step.ShardedModel` (forward, loss and backward as one XLA computation,
 batch 64 of 128, the size each core runs in `mnist-rnn train`), with one thread per op: the per-core step
@@ -18,7 +19,8 @@ interval (mnist_rnn/measure.py).
 (scripts/profile_vs_torch.py reads them): the step's time per HLO operation, the dots apart from the rest,
 and the dots' FLOP rate (the case's training FLOPs, scripts/bench.py's count, for 64 samples) against the
 rate of one large matmul on the same single thread. With one shard on one thread, an operation's wall time
-is its CPU time: no other shard shares the core.
+is its CPU time: no other shard shares the core. `--scoring` profiles the forward-only XLA call that
+`evaluate.Scorer` makes for a shard of the same size (the bench's two-layer pixel eval slice is two such).
 """
 
 from __future__ import annotations
@@ -117,8 +119,25 @@ def _batch(case: bench.Case) -> tuple[Any, ...]:
     return tf.constant(x), tf.constant(y), tf.ones((BATCH,)), tf.constant(2.0 * BATCH)
 
 
-def profile(case: bench.Case, shape: tuple[int, int], batch: tuple[Any, ...], steps: int) -> dict[str, Any]:
-    """This tree's shard step per HLO operation (ms per step), dots apart from the rest."""
+def scoring_call(case: bench.Case, shape: tuple[int, int], x: Any) -> Any:
+    """The XLA call that `evaluate.Scorer` makes for one shard: the case's twin (Keras's layers, or the fused
+    LSTM's forward loop where `execution.scoring_fused` picks it), forward only, on x."""
+    import tensorflow as tf
+
+    from mnist_rnn.execution import scoring_fused
+    from mnist_rnn.model import build_model, build_twin
+
+    cfg = bench.case_config(case)
+    twin = build_twin(cfg.model, build_model(cfg.model, shape).get_weights(), shape, fused=scoring_fused(cfg))
+    forward = tf.function(lambda x: twin(x, training=False), jit_compile=True)
+    return lambda: (forward(x),)
+
+
+def profile(
+    case: bench.Case, shape: tuple[int, int], batch: tuple[Any, ...], steps: int, scoring: bool = False
+) -> dict[str, Any]:
+    """This tree's shard step (or with `scoring`, its scoring call) per HLO operation (ms per step), dots
+    apart from the rest."""
     import shutil
     import tempfile
 
@@ -127,14 +146,18 @@ def profile(case: bench.Case, shape: tuple[int, int], batch: tuple[Any, ...], st
 
     from mnist_rnn import fused_lstm
 
-    step, trainable, others = shard_step(case, fused_lstm.lstm_sequence, shape, batch)
+    if scoring:
+        call = scoring_call(case, shape, batch[0])
+    else:
+        step, trainable, others = shard_step(case, fused_lstm.lstm_sequence, shape, batch)
+        call = functools.partial(step, trainable, others, *batch)
     for _ in range(3):
-        step(trainable, others, *batch)
+        call()
     trace_dir = Path(tempfile.mkdtemp(prefix="kernel-ab-xprof-"))
     try:
         tf.profiler.experimental.start(str(trace_dir))
         for _ in range(steps):
-            out = step(trainable, others, *batch)
+            out = call()
         out[0].numpy()
         tf.profiler.experimental.stop()
         ops = profile_vs_torch.xla_ops(trace_dir)
@@ -146,7 +169,7 @@ def profile(case: bench.Case, shape: tuple[int, int], batch: tuple[Any, ...], st
     for name, ms in per_step.items():  # `add_divide_fusion.12` -> `add_divide_fusion`
         kinds[re.sub(r"(\.\d+)+$", "", re.sub(r"_\d+(?=\.)", "", name))] += ms
     dot_ms = sum(dots.values())
-    flops = bench.flops_per_sample(case)["train"] * BATCH
+    flops = bench.flops_per_sample(case)["forward" if scoring else "train"] * BATCH
     return {
         "op_ms_per_step": sum(per_step.values()),
         "dot_ms_per_step": dot_ms,
@@ -164,6 +187,7 @@ def main() -> None:
     )
     parser.add_argument("--base", help="a commit whose fused_lstm.py is the baseline")
     parser.add_argument("--profile", action="store_true", help="this tree's step per operation, no timing")
+    parser.add_argument("--scoring", action="store_true", help="with --profile: the scoring call, no step")
     parser.add_argument("--case", default="lstm2x128-rows")
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--calls", type=int, default=10, help="steps per timed slice")
@@ -188,7 +212,8 @@ def main() -> None:
     batch = _batch(case)
     if args.profile:
         found = {"machine": bench.machine_facts("/CPU:0"), "case": case.name, "head": _head(), "batch": BATCH,
-                 "threads": 1, **profile(case, shape, batch, steps=args.calls * 2)}  # fmt: skip
+                 "threads": 1, "scoring": args.scoring,
+                 **profile(case, shape, batch, steps=args.calls * 2, scoring=args.scoring)}  # fmt: skip
         _report(found, args.out)
         return
     base = base_kernel(args.base)
