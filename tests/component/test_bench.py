@@ -9,19 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
-
-
-def _script(name: str):
-    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+from tests.conftest import REPO, load_script
 
 
 def _bench():
-    return _script("bench")
+    return load_script("bench")
 
 
 @pytest.mark.slow  # the default suite stays under about 10 minutes on 2 cores; run with -m slow
@@ -80,7 +72,7 @@ def test_bench_without_torch_says_so_and_still_runs(
 @pytest.mark.parametrize("kernel", ["keras", "fused"])
 def test_profile_sums_the_step_by_op_type(kernel: str, capsys: pytest.CaptureFixture[str]) -> None:
     # Every op type listed: on tiny sizes the timing order (and so the top 15) varies from run to run.
-    _script("profile_step").main(["--kernel", kernel, "--units", "8", "--batches", "2", "--top", "1000"])
+    load_script("profile_step").main(["--kernel", kernel, "--units", "8", "--batches", "2", "--top", "1000"])
     out = capsys.readouterr().out
     rows = {line.split("|")[1].strip(): line for line in out.splitlines() if line.startswith("| ")}
     assert any("MatMul" in op for op in rows), out  # the recurrent matmuls are there, by type
@@ -89,7 +81,7 @@ def test_profile_sums_the_step_by_op_type(kernel: str, capsys: pytest.CaptureFix
 
 @pytest.mark.slow  # the default suite stays under about 10 minutes on 2 cores; run with -m slow
 def test_profile_breakdown_times_both_kernels(capsys: pytest.CaptureFixture[str]) -> None:
-    _script("profile_step").main(["--breakdown", "--units", "8", "--batches", "2", "--reps", "1"])
+    load_script("profile_step").main(["--breakdown", "--units", "8", "--batches", "2", "--reps", "1"])
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| keras") or
              line.startswith("| fused")]  # fmt: skip
     assert len(lines) == 2
@@ -101,7 +93,7 @@ def test_profile_breakdown_times_both_kernels(capsys: pytest.CaptureFixture[str]
 def test_results_table_trains_through_the_cli_and_prints_the_row(
     tiny_config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    _script("results_table").main([str(tiny_config), "--root", str(tmp_path / "runs")])
+    load_script("results_table").main([str(tiny_config), "--root", str(tmp_path / "runs")])
     metrics = json.loads((tmp_path / "runs" / "tiny" / "metrics.json").read_text())
     header, rule, row = capsys.readouterr().out.strip().splitlines()
     cells = [cell.strip() for cell in row.strip("|").split("|")]

@@ -3,21 +3,12 @@ in the table comes from the run's own files."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import yaml
 
-from tests.conftest import REPO, TINY
-
-
-def _reproduce():  # noqa: ANN202
-    spec = importlib.util.spec_from_file_location("reproduce", REPO / "scripts" / "reproduce.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from tests.conftest import TINY, load_script
 
 
 def test_a_budget_stops_at_an_epoch_end_and_the_next_call_resumes(tmp_path: Path) -> None:
@@ -25,7 +16,7 @@ def test_a_budget_stops_at_an_epoch_end_and_the_next_call_resumes(tmp_path: Path
     config.write_text(
         yaml.safe_dump({**TINY, "train": {**TINY["train"], "epochs": 3, "lr_schedule": "none"}})
     )
-    reproduce, root = _reproduce(), tmp_path / "runs"
+    reproduce, root = load_script("reproduce"), tmp_path / "runs"
     rows = reproduce.main([str(config), "--root", str(root), "--budget-minutes", "0"])
     assert [r["epochs"] for r in rows] == ["1 of 3"]  # stopped at the first epoch end past the budget
     rows = reproduce.main([str(config), "--root", str(root), "--record", str(tmp_path / "record")])
@@ -48,7 +39,7 @@ def test_a_hard_budget_stops_inside_an_epoch_and_scores_the_last_checkpoint(tmp_
         "data": {**TINY["data"], "limit_train": 40960}, "train": {**TINY["train"], "epochs": 2},
     }  # fmt: skip
     config.write_text(yaml.safe_dump({**tiny, "train": {**tiny["train"], "steps_per_execution": 1}}))
-    reproduce, root = _reproduce(), tmp_path / "runs"
+    reproduce, root = load_script("reproduce"), tmp_path / "runs"
     (row,) = reproduce.main([str(config), "--root", str(root), "--hard-budget-minutes", "0.1"])
     run = root / "tiny"
     state = json.loads((run / "checkpoints" / "last" / "state.json").read_text())
@@ -61,7 +52,7 @@ def test_a_hard_budget_stops_inside_an_epoch_and_scores_the_last_checkpoint(tmp_
 
 
 def test_recording_some_configs_keeps_the_recorded_rows_of_the_others(tmp_path: Path) -> None:
-    reproduce = _reproduce()
+    reproduce = load_script("reproduce")
     table = tmp_path / "table.md"
     header = "| task | config | x |\n|---|---|---|\n"
     table.write_text(
@@ -86,5 +77,5 @@ def test_a_run_ended_by_early_stopping_says_so_in_the_table(tmp_path: Path) -> N
     }
     config = tmp_path / "tiny.yaml"
     config.write_text(yaml.safe_dump(cfg))
-    (row,) = _reproduce().main([str(config), "--root", str(tmp_path / "runs")])
+    (row,) = load_script("reproduce").main([str(config), "--root", str(tmp_path / "runs")])
     assert row["epochs"] == "2 of 5 (early stopping)"

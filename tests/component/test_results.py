@@ -99,15 +99,10 @@ def test_the_most_confident_errors_come_first() -> None:
 
 def test_the_robustness_script_counts_what_predict_reads_right(smoke_run: Path, tmp_path: Path) -> None:
     """scripts/robustness.py: a set's correct count is predict's labels against the file names' digits."""
-    import importlib.util
-
     from mnist_rnn.predict import predict_files
-    from tests.conftest import REPO
+    from tests.conftest import REPO, load_script
 
-    spec = importlib.util.spec_from_file_location("robustness", REPO / "scripts" / "robustness.py")
-    assert spec is not None and spec.loader is not None
-    robustness = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(robustness)
+    robustness = load_script("robustness")
     folder = tmp_path / "set"
     folder.mkdir()
     sources = sorted((REPO / "tests" / "data" / "heavy").glob("*.png"))[::20][:8]

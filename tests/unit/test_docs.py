@@ -4,14 +4,13 @@ short, and its links resolve."""
 
 from __future__ import annotations
 
-import importlib.util
 import re
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, load_script
 
 # A measured figure: a percentage, a ratio with ×, a rate, a size or a duration. A bound or target written
 # with ≥, ≤, <, > or "at least/most" before it is a promise, not a measurement, and may stand alone.
@@ -25,11 +24,7 @@ FENCED = re.compile(r"```.*?```", re.DOTALL)
 
 
 def _script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("docs_figures", REPO / "scripts" / "docs_figures.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("docs_figures")
 
 
 def _documents() -> list[Path]:

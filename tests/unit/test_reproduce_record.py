@@ -2,22 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
-from tests.conftest import REPO
-
-
-def _reproduce():
-    spec = importlib.util.spec_from_file_location("reproduce", REPO / "scripts" / "reproduce.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from tests.conftest import load_script
 
 
 def test_recording_a_run_again_drops_files_the_new_run_does_not_have(tmp_path: Path) -> None:
-    reproduce = _reproduce()
+    reproduce = load_script("reproduce")
     run = tmp_path / "run"
     run.mkdir()
     (run / "metrics.json").write_text("{}")
