@@ -197,7 +197,7 @@ def _serve_variant(conn: Any, case: Case, input_shape: tuple[int, int], device: 
         conn.send(variant.timed(what, *args))
 
 
-def _keras_sequential(case: Case, input_shape: tuple[int, int]) -> Any:
+def keras_sequential(case: Case, input_shape: tuple[int, int]) -> Any:
     """The case's architecture as a plain Keras script would write it."""
     import keras
 
@@ -210,7 +210,7 @@ def keras_fit_variant(case: Case, input_shape: tuple[int, int], device: str) -> 
     holder: dict[str, Any] = {}
 
     def warm(x: np.ndarray, y: np.ndarray) -> None:
-        model = _keras_sequential(case, input_shape)
+        model = keras_sequential(case, input_shape)
         model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
         model.fit(x, y, batch_size=BATCH, epochs=1, verbose=0)
         holder["m"] = model
@@ -236,7 +236,7 @@ def keras_tuned_variant(case: Case, input_shape: tuple[int, int], device: str) -
         fit_epoch(holder["m"], x[order], y[order], BATCH, device)
 
     def warm(x: np.ndarray, y: np.ndarray) -> None:
-        model = _keras_sequential(case, input_shape)
+        model = keras_sequential(case, input_shape)
         model.compile(
             optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"],
             jit_compile=True, steps_per_execution=32,

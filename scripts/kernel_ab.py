@@ -50,19 +50,24 @@ from mnist_rnn.tf_import import import_tensorflow  # noqa: E402
 BATCH = 64  # one shard of the bench's batch of 128 on 2 cores
 
 
+def base_module(rev: str, path: str) -> types.ModuleType:
+    """`path` (a module file of this repository) as of `rev`, loaded beside this tree's as a module."""
+    source = subprocess.run(
+        ["git", "-C", str(ROOT), "show", f"{rev}:{path}"], check=True, capture_output=True, text=True
+    ).stdout
+    module = types.ModuleType(f"{Path(path).stem}_{rev}")
+    sys.modules[module.__name__] = module  # dataclasses look their module up
+    exec(compile(source, f"{rev}:{path}", "exec"), module.__dict__)
+    return module
+
+
 def base_kernel(rev: str) -> types.ModuleType:
     """`mnist_rnn/fused_lstm.py` as of `rev`, as a module of its own (its layer class is not registered)."""
     import keras
 
     from mnist_rnn import fused_lstm
 
-    source = subprocess.run(
-        ["git", "-C", str(ROOT), "show", f"{rev}:mnist_rnn/fused_lstm.py"],
-        check=True, capture_output=True, text=True,
-    ).stdout  # fmt: skip
-    module = types.ModuleType(f"fused_lstm_{rev}")
-    sys.modules[module.__name__] = module  # dataclasses look their module up
-    exec(compile(source, f"{rev}:mnist_rnn/fused_lstm.py", "exec"), module.__dict__)
+    module = base_module(rev, "mnist_rnn/fused_lstm.py")
     keras.saving.register_keras_serializable(package="mnist_rnn")(fused_lstm.FusedLSTM)  # ours again
     return module
 

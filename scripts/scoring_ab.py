@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 import types
@@ -29,8 +28,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
+import bench  # noqa: E402  (the cases' plain Keras model)
 import numpy as np  # noqa: E402
 import shards_ab  # noqa: E402  (the pairing and the JSON)
+from kernel_ab import base_module  # noqa: E402
 
 from mnist_rnn.config import Config, DataConfig, ModelConfig  # noqa: E402
 from mnist_rnn.data import load_embedded  # noqa: E402
@@ -44,26 +45,10 @@ from mnist_rnn.trained import keras_predict  # noqa: E402
 SCORED = {"rows": 4096, "pixels": 1000}  # images per slice: the bench's rows; a pixel validation batch
 
 
-def base_module(rev: str, path: str) -> types.ModuleType:
-    """`path` (a module of this package) as of `rev`, loaded as a module of its own."""
-    source = subprocess.run(
-        ["git", "-C", str(ROOT), "show", f"{rev}:{path}"], check=True, capture_output=True, text=True
-    ).stdout
-    module = types.ModuleType(f"{Path(path).stem}_{rev}")
-    sys.modules[module.__name__] = module  # dataclasses look their module up
-    exec(compile(source, f"{rev}:{path}", "exec"), module.__dict__)
-    return module
-
-
-def tuned_keras(cfg: Config, weights: list[np.ndarray]) -> Any:
-    """The case as a plain Keras script writes it, compiled as scripts/bench.py's tuned Keras."""
-    import keras
-
-    layer = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU}[cfg.model.cell.value]
-    units = cfg.model.units
-    stack = [layer(u, return_sequences=i < len(units) - 1) for i, u in enumerate(units)]
-    shape = LAYOUT_SHAPES[cfg.data.layout]
-    model = keras.Sequential([keras.Input(shape), *stack, keras.layers.Dense(10, activation="softmax")])
+def tuned_keras(case: str, weights: list[np.ndarray]) -> Any:
+    """The case as a plain Keras script writes it (bench.keras_sequential), compiled as tuned Keras."""
+    bench_case = next(c for c in bench.cases() if c.name == case)
+    model = bench.keras_sequential(bench_case, LAYOUT_SHAPES[bench_case.layout])
     model.compile(loss="sparse_categorical_crossentropy", jit_compile=True, steps_per_execution=32)
     model.set_weights(weights)
     return model
@@ -76,7 +61,7 @@ def measure(case: str, rounds: int, base: types.ModuleType, images: int | None =
     x = x.reshape(-1, *LAYOUT_SHAPES[layout])
     model = build_model(cfg.model, LAYOUT_SHAPES[layout])
     shards = scoring_shards(cfg, True)
-    keras_model = tuned_keras(cfg, model.get_weights())
+    keras_model = tuned_keras(case, model.get_weights())
     calls = {
         "base": base.Scorer(cfg, True, shards),
         "this": Scorer(cfg, True, shards),
