@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 
 from mnist_rnn.cpu import planned_xla_flags
-from tests.component.test_bench import _script
-from tests.conftest import REPO, expected_cpu
+from tests.conftest import REPO, expected_cpu, load_script
 
 NARROW = "--xla_cpu_prefer_vector_width=256"
 
@@ -18,7 +17,7 @@ NARROW = "--xla_cpu_prefer_vector_width=256"
 @pytest.mark.slow  # the default suite stays under about 10 minutes on 2 cores; run with -m slow
 def test_ab_runs_trains_each_side_with_its_settings(tmp_path: Path) -> None:
     out = tmp_path / "ab.json"
-    report = _script("ab_runs").main([
+    report = load_script("ab_runs").main([
         str(REPO / "configs" / "smoke.yaml"), "--set", "train.epochs=2", "--a", "train.cpu_threads=1",
         "--a-env", f"XLA_FLAGS={NARROW}", "--reps", "1", "--out", str(out),
     ])  # fmt: skip
