@@ -188,7 +188,7 @@ def evaluate_run(
     title = f"{split} split, checkpoint {checkpoint} (epoch {run.state.get('epoch')})"
     pictures = [
         plot_confusion(report["confusion_matrix"], report["per_class_accuracy"], title, run_dir / CONFUSION),
-        plot_errors(images, probs, target.y, run_dir / ERRORS),
+        plot_errors(images, probs, target.y, run_dir / ERRORS, split=split),
     ]
     if streamer is not None:
         steps = np.stack([streamer.stream(x) for x in target.x[:explain]])  # (N, 28, 10)

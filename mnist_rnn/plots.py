@@ -117,8 +117,13 @@ def most_confident_errors(probs: np.ndarray, labels: np.ndarray, n: int) -> np.n
     return wrong[np.argsort(-probs[wrong, predicted[wrong]], kind="stable")][:n]
 
 
-def plot_errors(images: np.ndarray, probs: np.ndarray, labels: np.ndarray, path: Path, n: int = 24) -> Path:
-    """The most confidently wrong digits: images (N, 28, 28), probs (N, 10), labels (N,)."""
+SPLIT_NAMES = {"val": "validation"}  # how a title names a split
+
+
+def plot_errors(
+    images: np.ndarray, probs: np.ndarray, labels: np.ndarray, path: Path, n: int = 24, split: str = "test"
+) -> Path:
+    """The most confidently wrong digits: images (N, 28, 28), probs (N, 10), labels (N,) of `split`."""
     chosen = most_confident_errors(probs, labels, n)
     cols = 8
     rows = max(1, -(-len(chosen) // cols))
@@ -130,7 +135,7 @@ def plot_errors(images: np.ndarray, probs: np.ndarray, labels: np.ndarray, path:
         ax.imshow(images[i], cmap="gray", vmin=0, vmax=255)
         ax.set_title(f"true {labels[i]} → {probs[i].argmax()}\n{probs[i].max():.0%}", fontsize=8)
     fig.suptitle(
-        f"The {len(chosen)} most confidently wrong of {len(labels):,} test digits"
+        f"The {len(chosen)} most confidently wrong of {len(labels):,} {SPLIT_NAMES.get(split, split)} digits"
         if len(chosen)
         else "No errors",
         fontsize=10,

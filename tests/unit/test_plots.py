@@ -1,11 +1,15 @@
-"""The epoch axis of curves.png and compare.png shows whole epochs, for a run of one epoch too."""
+"""The epoch axis of curves.png and compare.png shows whole epochs, for a run of one epoch too; errors.png
+names the split its digits come from."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
-from mnist_rnn.plots import epoch_axis
+from mnist_rnn.plots import epoch_axis, plot_errors
 
 
 @pytest.mark.parametrize("epochs", [[1], [1, 2], list(range(1, 16))])
@@ -18,3 +22,17 @@ def test_the_epoch_axis_ticks_whole_epochs_that_cover_the_run(epochs: list[int])
     assert ticks and all(float(t).is_integer() for t in ticks)
     assert low < min(epochs) and max(epochs) < high
     assert ax.get_xlabel() == "epoch"
+
+
+@pytest.mark.parametrize(("split", "named"), [("test", "test"), ("val", "validation")])
+def test_errors_png_names_the_split_it_shows(
+    split: str, named: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`eval --split val` draws errors.png from validation images: its title must not say test digits."""
+    figures: list[Figure] = []
+    monkeypatch.setattr("mnist_rnn.plots.save", lambda fig, path: figures.append(fig) or path)
+    labels = np.array([0, 1, 2, 3])
+    probs = np.eye(10, dtype=np.float32)[[1, 1, 2, 3]]  # one wrong: a 0 read as a 1
+    plot_errors(np.zeros((4, 28, 28), np.uint8), probs, labels, tmp_path / "errors.png", split=split)
+    title = figures[0].get_suptitle()
+    assert title == f"The 1 most confidently wrong of 4 {named} digits"
