@@ -8,6 +8,8 @@ import os
 import platform
 from pathlib import Path
 
+from mnist_rnn.errors import UsageError
+
 # XLA:CPU emits 256-bit vector code by default, on AVX-512 CPUs too (Intel's cores drop their clock under
 # 512-bit work). On an AVX-512 AMD EPYC, ours over PyTorch in pooled paired slices of three processes per
 # setting, 512-bit against 256-bit: LSTM 1x128 rows trained at 1.00 [0.97-1.04] against 0.95 [0.92-0.99]
@@ -18,10 +20,42 @@ from pathlib import Path
 WIDE_VECTOR_FLAG = "--xla_cpu_prefer_vector_width=512"
 WIDE_VECTOR_VENDOR = "AMD"
 
+# A developers' switch, never needed to train: MNIST_RNN_CPU_ISA=AVX2 on an AVX-512 CPU plans and compiles
+# as on an AVX2 one, so the AVX2 choices (execution.py) can be measured where only an AVX-512 machine is at
+# hand. execution.py then takes its AVX2 rules; XLA (`--xla_cpu_max_isa`) and oneDNN are held to AVX2
+# instructions and so, for the bench's PyTorch side in the same process, are ATen and MKL (`capped_env`).
+# It is the same core with fewer instructions, not an AVX2 machine's caches and clocks: every figure says
+# so ("AVX2, capped from AVX-512", `cpu_description`). TensorFlow's Eigen kernels are built for AVX and
+# are the same code on either kind.
+ISA_CAP_ENV = "MNIST_RNN_CPU_ISA"
+ISA_CAP = "AVX2"
+_CAPPED_LIBRARIES = {
+    "ONEDNN_MAX_CPU_ISA": "AVX2",
+    "ATEN_CPU_CAPABILITY": "avx2",
+    "MKL_ENABLE_INSTRUCTIONS": "AVX2",
+}
+
 
 @functools.cache
 def cpu_facts() -> tuple[str, str]:
-    """(CPU model, widest vector extension: "AVX-512", "AVX2" or "no AVX2"), read once per process."""
+    """(CPU model, widest vector extension: "AVX-512", "AVX2" or "no AVX2"), read once per process; AVX2
+    where an AVX-512 CPU is capped (ISA_CAP_ENV)."""
+    model, vector = detected_cpu_facts()
+    return model, ISA_CAP if vector == "AVX-512" and isa_capped() else vector
+
+
+def isa_capped() -> bool:
+    """Whether ISA_CAP_ENV asks for AVX2 on an AVX-512 CPU (another value is an error: there is no other
+    cap; on a narrower CPU there is nothing to cap)."""
+    value = os.environ.get(ISA_CAP_ENV, "")
+    if value.upper() not in ("", ISA_CAP):
+        raise UsageError(f"{ISA_CAP_ENV}={value!r} is not known: set it to {ISA_CAP} or unset it")
+    return value.upper() == ISA_CAP and detected_cpu_facts()[1] == "AVX-512"
+
+
+@functools.cache
+def detected_cpu_facts() -> tuple[str, str]:
+    """`cpu_facts` as the CPU reports them, before any cap."""
     model, flags = platform.processor() or platform.machine(), set[str]()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -38,9 +72,17 @@ def planned_xla_flags(flags: str) -> str:
     """XLA_FLAGS for a new process, from the user's (`flags`): 512-bit vectors added on an AVX-512 AMD CPU
     unless `flags` choose a width (see WIDE_VECTOR_FLAG). Read before TensorFlow loads (tf_import.py)."""
     model, vector = cpu_facts()
+    if isa_capped() and "xla_cpu_max_isa" not in flags:
+        flags = f"{flags} --xla_cpu_max_isa={ISA_CAP}".strip()
     if vector != "AVX-512" or WIDE_VECTOR_VENDOR not in model or "xla_cpu_prefer_vector_width" in flags:
         return flags
     return f"{flags} {WIDE_VECTOR_FLAG}".strip()
+
+
+def capped_env() -> dict[str, str]:
+    """Environment variables that hold oneDNN, ATen and MKL to AVX2 where ISA_CAP_ENV asks for it (none
+    otherwise). Read by those libraries when they load: set before TensorFlow and PyTorch import."""
+    return dict(_CAPPED_LIBRARIES) if isa_capped() else {}
 
 
 def cpu_vector() -> str:
@@ -51,4 +93,5 @@ def cpu_vector() -> str:
 def cpu_description() -> str:
     """The CPU model and its widest vector extension, as every recorded figure states it."""
     model, vector = cpu_facts()
-    return f"{model} ({vector}, {os.cpu_count()} logical CPUs)"
+    capped = ", capped from AVX-512" if isa_capped() else ""
+    return f"{model} ({vector}{capped}, {os.cpu_count()} logical CPUs)"

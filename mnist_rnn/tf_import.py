@@ -19,9 +19,11 @@ def import_tensorflow(verbose: bool = False) -> ModuleType:
     keep_freed_memory()  # before TensorFlow's first allocation (memory.py says why)
     if "tensorflow" in sys.modules:
         return sys.modules["tensorflow"]
-    from mnist_rnn.cpu import planned_xla_flags  # XLA reads its flags once, from the environment
+    from mnist_rnn.cpu import capped_env, planned_xla_flags  # XLA reads its flags once, from the environment
 
     os.environ["XLA_FLAGS"] = planned_xla_flags(os.environ.get("XLA_FLAGS", ""))
+    for name, value in capped_env().items():  # a user's own setting stays theirs
+        os.environ.setdefault(name, value)
     verbose = verbose or os.environ.get("MNIST_RNN_TF_LOGS") == "1"
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if verbose else "2")
     if verbose:

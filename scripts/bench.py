@@ -565,6 +565,7 @@ def machine_facts(device: str) -> dict[str, Any]:
     import keras
     import tensorflow as tf
 
+    from mnist_rnn.cpu import capped_env
     from mnist_rnn.execution import cpu_description
 
     facts: dict[str, Any] = {
@@ -578,6 +579,7 @@ def machine_facts(device: str) -> dict[str, Any]:
         "keras": keras.__version__,
         # every variant's XLA code, the Keras scripts' too: set for the whole process (cpu.planned_xla_flags)
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        "isa_cap": capped_env(),  # MNIST_RNN_CPU_ISA=AVX2 on an AVX-512 CPU: the libraries held to AVX2
     }
     try:
         import torch

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 
@@ -53,3 +54,53 @@ def test_import_tensorflow_hands_the_planned_flags_to_xla(user: str) -> None:
         capture_output=True, text=True, check=True, env=env,
     ).stdout  # fmt: skip
     assert out.strip() == "True"
+
+
+@pytest.fixture
+def cpu_seen_as(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Make the CPU report (model, vector) as detected; `cpu_facts` is re-read before and after the test."""
+
+    def see(model: str, vector: str) -> None:
+        monkeypatch.setattr(cpu, "detected_cpu_facts", lambda: (model, vector))
+        cpu.cpu_facts.cache_clear()
+
+    yield see
+    cpu.cpu_facts.cache_clear()
+
+
+def test_avx2_cap_plans_and_compiles_as_avx2(monkeypatch: pytest.MonkeyPatch, cpu_seen_as: Any) -> None:
+    cpu_seen_as("AMD EPYC 9R14", "AVX-512")
+    monkeypatch.setenv(cpu.ISA_CAP_ENV, "avx2")
+    assert cpu.cpu_vector() == "AVX2"  # execution.py's AVX2 rules
+    assert cpu.planned_xla_flags("") == "--xla_cpu_max_isa=AVX2"  # and no 512-bit width
+    assert cpu.planned_xla_flags("--xla_cpu_max_isa=SSE4_2") == "--xla_cpu_max_isa=SSE4_2"  # the user's
+    assert cpu.capped_env()["ONEDNN_MAX_CPU_ISA"] == "AVX2"
+    assert cpu.capped_env()["ATEN_CPU_CAPABILITY"] == "avx2"
+    assert "AVX2, capped from AVX-512" in cpu.cpu_description()  # every figure says so
+
+
+def test_without_the_cap_nothing_changes(monkeypatch: pytest.MonkeyPatch, cpu_seen_as: Any) -> None:
+    cpu_seen_as("AMD EPYC 9R14", "AVX-512")
+    monkeypatch.delenv(cpu.ISA_CAP_ENV, raising=False)
+    assert (cpu.cpu_vector(), cpu.capped_env(), cpu.planned_xla_flags("")) == ("AVX-512", {}, WIDE)
+    assert "capped" not in cpu.cpu_description()
+
+
+def test_the_cap_is_a_no_op_on_an_avx2_cpu(monkeypatch: pytest.MonkeyPatch, cpu_seen_as: Any) -> None:
+    cpu_seen_as("AMD EPYC 7R13", "AVX2")
+    monkeypatch.setenv(cpu.ISA_CAP_ENV, "AVX2")
+    assert (cpu.cpu_vector(), cpu.capped_env(), cpu.planned_xla_flags("")) == ("AVX2", {}, "")
+    assert "capped" not in cpu.cpu_description()
+
+
+def test_an_unknown_cap_is_a_one_line_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Through the CLI, as a developer mistyping it would meet it: exit code 2, the variable named, no
+    traceback, before TensorFlow loads."""
+    env = os.environ | {cpu.ISA_CAP_ENV: "avx-2"}
+    done = subprocess.run(
+        [sys.executable, "-m", "mnist_rnn", "eval", "no-such-run"],
+        capture_output=True, text=True, env=env, cwd=REPO,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert f"{cpu.ISA_CAP_ENV}='avx-2' is not known" in done.stderr
+    assert "Traceback" not in done.stderr
