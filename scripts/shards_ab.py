@@ -37,6 +37,7 @@ from mnist_rnn.loop import compile_model, fit_epoch  # noqa: E402
 from mnist_rnn.measure import neighbour_ratio, summarise  # noqa: E402
 from mnist_rnn.mnist import LAYOUT_SHAPES  # noqa: E402
 from mnist_rnn.model import build_model  # noqa: E402
+from mnist_rnn.tf_import import import_tensorflow  # noqa: E402
 
 BATCH = 128
 SCORED = {"rows": 4000, "pixels": 2000}  # test images per scoring slice: 4 or 2 eval batches of 1,000
@@ -157,7 +158,12 @@ def write_results(out: Path, rounds: int, results: list[dict[str, Any]]) -> None
     """The JSON that docs/bench keeps: the machine (CPU kind), the rounds and each case's result."""
     import tensorflow as tf
 
-    machine = {"cpu": cpu_description(), "cpus": os.cpu_count(), "tensorflow": tf.__version__}
+    machine = {
+        "cpu": cpu_description(),
+        "cpus": os.cpu_count(),
+        "tensorflow": tf.__version__,
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
+    }
     out.write_text(json.dumps({"machine": machine, "rounds": rounds, "results": results}, indent=1))
     print(f"wrote {out}")
 
@@ -174,7 +180,9 @@ def main() -> None:
         "--fused-scoring", action="store_true", help="with --scoring: the fused LSTM twin against Keras's"
     )
     args = parser.parse_args()
-
+    # as `mnist-rnn train` starts: the XLA flags and instruction caps it plans (cpu.py) are set before
+    # TensorFlow loads (building the first model would load it without them)
+    import_tensorflow()
     results = []
     for case in args.cases:
         if args.scoring:
