@@ -65,6 +65,18 @@ def epoch_axis(ax: Any) -> None:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
+def rate_axis(ax: Any) -> None:
+    """Label the learning-rate axis. A rate that never changes (no schedule, or one epoch) spans a few
+    percent around its value, where Matplotlib drew nine ticks (0.001900 ... 0.002100) for one number:
+    there the axis runs from 0 to twice the rate with the one tick at the rate."""
+    ax.set_ylabel("learning rate", color="tab:gray")
+    rates = np.concatenate([line.get_ydata() for line in ax.get_lines()]).astype(float)
+    rates = rates[np.isfinite(rates)]
+    if rates.size and rates.min() == rates.max() and rates[0] > 0:
+        ax.set_ylim(0, 2 * rates[0])
+        ax.set_yticks([rates[0]])
+
+
 def plot_curves(history: Sequence[dict[str, Any]], best_epoch: int, path: Path) -> Path:
     """Loss (with the learning rate on a second axis) and accuracy per epoch."""
     fig = _figure(10, 4)
@@ -82,8 +94,8 @@ def plot_curves(history: Sequence[dict[str, Any]], best_epoch: int, path: Path) 
         ax.set_title(label)
         ax.grid(alpha=0.3)
     lr_ax = loss_ax.twinx()
-    lr_ax.plot(epochs, _column(history, "lr"), color="tab:gray", lw=1, ls=":", label="learning rate")
-    lr_ax.set_ylabel("learning rate", color="tab:gray")
+    lr_ax.plot(epochs, _column(history, "lr"), ".:", color="tab:gray", lw=1, ms=4, label="learning rate")
+    rate_axis(lr_ax)
     lines = loss_ax.get_legend_handles_labels()[0] + lr_ax.get_legend_handles_labels()[0]
     loss_ax.legend(lines, [str(line.get_label()) for line in lines], fontsize=8, loc="upper right")
     acc_ax.legend(fontsize=8, loc="lower right")

@@ -1,5 +1,6 @@
-"""The epoch axis of curves.png and compare.png shows whole epochs, for a run of one epoch too; errors.png
-names the split its digits come from."""
+"""The epoch axis of curves.png and compare.png shows whole epochs, for a run of one epoch too; the
+learning-rate axis one tick for a rate that never changes; errors.png names the split its digits come
+from."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
-from mnist_rnn.plots import epoch_axis, plot_errors
+from mnist_rnn.plots import epoch_axis, plot_errors, rate_axis
 
 
 @pytest.mark.parametrize("epochs", [[1], [1, 2], list(range(1, 16))])
@@ -22,6 +23,26 @@ def test_the_epoch_axis_ticks_whole_epochs_that_cover_the_run(epochs: list[int])
     assert ticks and all(float(t).is_integer() for t in ticks)
     assert low < min(epochs) and max(epochs) < high
     assert ax.get_xlabel() == "epoch"
+
+
+@pytest.mark.parametrize("rates", [[2e-3], [1e-3] * 5])
+def test_a_rate_that_never_changes_gets_one_tick_at_its_value(rates: list[float]) -> None:
+    ax = Figure(figsize=(4, 3)).subplots()
+    ax.plot(range(1, len(rates) + 1), rates, ".:")
+    rate_axis(ax)
+    low, high = ax.get_ylim()
+    assert list(ax.get_yticks()) == [rates[0]]
+    assert low <= 0 and high >= 2 * rates[0]  # from zero: the value reads as a rate, not a small wiggle
+    assert ax.get_ylabel() == "learning rate"
+
+
+def test_a_changing_rate_keeps_matplotlibs_ticks() -> None:
+    ax = Figure(figsize=(4, 3)).subplots()
+    ax.plot([1, 2, 3], [1e-3, 5e-4, 2.5e-4], ".:")
+    rate_axis(ax)
+    low, high = ax.get_ylim()
+    assert len([t for t in ax.get_yticks() if low <= t <= high]) > 2
+    assert low <= 2.5e-4 and high >= 1e-3
 
 
 @pytest.mark.parametrize(("split", "named"), [("test", "test"), ("val", "validation")])
