@@ -1,5 +1,5 @@
-"""What CPU this is: its model and widest vector extension, which every recorded speed figure states and
-some speed choices depend on (execution.py), and the XLA flags chosen from it before TensorFlow loads."""
+"""What CPU this is: its model and widest vector extension, which every recorded speed figure states, and
+the XLA flags chosen from it before TensorFlow loads."""
 
 from __future__ import annotations
 
@@ -22,8 +22,8 @@ WIDE_VECTOR_VENDOR = "AMD"
 
 # A developers' switch, never needed to train: MNIST_RNN_CPU_ISA=AVX2 on an AVX-512 CPU plans and compiles
 # as on an AVX2 one, so the AVX2 choices (execution.py) can be measured where only an AVX-512 machine is at
-# hand. execution.py then takes its AVX2 rules; XLA (`--xla_cpu_max_isa`) and oneDNN are held to AVX2
-# instructions and so, for the bench's PyTorch side in the same process, are ATen and MKL (`capped_env`).
+# hand: XLA (`--xla_cpu_max_isa`, and no 512-bit vectors) and oneDNN are held to AVX2 instructions and so,
+# for the bench's PyTorch side in the same process, are ATen and MKL (`capped_env`).
 # It is the same core with fewer instructions, not an AVX2 machine's caches and clocks: every figure says
 # so ("AVX2, capped from AVX-512", `cpu_description`). TensorFlow's Eigen kernels are built for AVX and
 # are the same code on either kind.
@@ -83,11 +83,6 @@ def capped_env() -> dict[str, str]:
     """Environment variables that hold oneDNN, ATen and MKL to AVX2 where ISA_CAP_ENV asks for it (none
     otherwise). Read by those libraries when they load: set before TensorFlow and PyTorch import."""
     return dict(_CAPPED_LIBRARIES) if isa_capped() else {}
-
-
-def cpu_vector() -> str:
-    """The CPU's widest vector extension: speed choices differ between AVX2 and AVX-512."""
-    return cpu_facts()[1]
 
 
 def cpu_description() -> str:

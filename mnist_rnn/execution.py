@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from mnist_rnn import __version__
 from mnist_rnn.config import Cell, Config, Device, Jit, Key, LstmKernel, ModelConfig, Strategy
-from mnist_rnn.cpu import cpu_description, cpu_vector
+from mnist_rnn.cpu import cpu_description
 from mnist_rnn.data import training_images
 from mnist_rnn.errors import ConfigError, DeviceError
 from mnist_rnn.mnist import LAYOUT_SHAPES
@@ -38,38 +38,35 @@ XLA_MIN_STEPS = 100
 # [1.25-1.54] the plain graph (2x128 rows, AVX2 EPYC, paired slices; same JSON).
 XLA_CELLS_SHORT = frozenset({Cell.gru})
 # An XLA step of a small RNN runs on one core; the batch split into one shard per core, run side by side
-# (sharded_step.py), paid on 2 cores for stacked models on rows on an AVX2 EPYC but not for one layer
-# (paired slices, scripts/shards_ab.py; docs/bench/2026-12-03-epyc-avx2-shards-ab.json): LSTM 2x128 1.54x
-# [1.44-1.75], GRU 2x128 1.34x [1.00-1.84]; LSTM 1x128 rows 0.93x [0.88-1.11], 1x128 pixels 0.93x
-# [0.90-0.98]. On an AVX-512 EPYC one layer on rows pays too, one layer on pixels is not decided (20
-# rounds each, docs/bench/2026-12-04-epyc-avx512-shards-ab.json). So `auto` shards stacked models on short
-# sequences, and with AVX-512 one-layer models on them too. Shards below MIN_SHARD: not measured.
-# On long sequences the fused LSTM (its loop over chunks) trains in shards on any CPU: on an AVX-512 EPYC,
-# pixels, its step on one core 1.13x [1.12-1.13] Keras's LSTM under XLA for one layer and 4.2x for two
-# (scripts/lstm_loop_probe.py --train); in shards on 2 cores the bench's training over PyTorch 1.74x
-# [1.67-1.89] and 1.68x [1.59-2.09] (docs/bench/2026-12-05-epyc-avx512-quick-pixels-fused.json). Not
-# measured with AVX2; nothing in it depends on the vector width.
-SHARD_MIN_LAYERS = 2
-SHARD_ONE_LAYER_VECTOR = "AVX-512"
-# Scoring in shards (evaluate.Scorer: each eval batch of 1,000 as one XLA call per core, side by side) on
-# an AVX-512 EPYC, 12 rounds of paired slices (docs/bench/2026-12-04-epyc-avx512-scoring-shards-ab.json):
-# LSTM 2x128 rows 1.14x [1.11-1.16], LSTM 1x128 pixels 1.14x [1.12-1.20], LSTM 1x128 rows 1.07x
-# [1.00-1.12], GRU 2x128 rows 1.08x [0.99-1.13], the same probabilities to the bit. Not measured with
-# AVX2: AVX-512 only. Now whole batches run side by side where a call has one per core, else batches are
-# split so (evaluate.scoring_pieces; against the split batches, docs/bench/2026-12-05-epyc-avx512-scoring-
-# graph*.json: LSTM 1x128 rows 1.10x, GRU 2x128 1.06x, the others level).
-SHARD_SCORING_VECTOR = "AVX-512"
+# (sharded_step.py), pays on 2 cores. Paired slices (scripts/shards_ab.py), sharded over one call: on an
+# AVX-512 EPYC, LSTM 1x128 rows 1.33x [1.16-1.46], pixels not decided (20 rounds each,
+# docs/bench/2026-12-04-epyc-avx512-shards-ab.json); on that EPYC capped to AVX2 (cpu.ISA_CAP_ENV), LSTM
+# 1x128 rows 1.20x [1.15-1.22] (docs/bench/2026-12-05-epyc-avx512-capped-avx2-shards-ab-one-layer.json);
+# on an AVX2 EPYC before the fused kernel's rewrite, stacked models 1.54x [1.44-1.75] (LSTM 2x128) and
+# 1.34x [1.00-1.84] (GRU 2x128), one layer 0.93x [0.88-1.11] (docs/bench/2026-12-03-epyc-avx2-shards-ab.json).
+# So `auto` shards every XLA run on short sequences. On long ones the fused LSTM (its loop over chunks)
+# trains in shards: on an AVX-512 EPYC, pixels, its step on one core 1.13x [1.12-1.13] Keras's LSTM under
+# XLA for one layer and 4.2x for two (scripts/lstm_loop_probe.py --train); in shards on 2 cores the
+# bench's training over PyTorch 1.74x [1.67-1.89] and 1.68x [1.59-2.09]
+# (docs/bench/2026-12-05-epyc-avx512-quick-pixels-fused.json). Shards below MIN_SHARD: not measured.
+# Scoring in shards (evaluate.Scorer: whole eval batches side by side where a call has one per core, else
+# each batch split, `evaluate.scoring_pieces`), the same probabilities to the bit, over one call at a
+# time: on an AVX-512 EPYC LSTM 2x128 rows 1.14x [1.11-1.16], LSTM 1x128 pixels 1.14x [1.12-1.20]
+# (docs/bench/2026-12-04-epyc-avx512-scoring-shards-ab.json; whole batches over split ones,
+# docs/bench/2026-12-05-epyc-avx512-scoring-graph*.json: up to 1.10x); capped to AVX2, 1.08x-1.15x on
+# every case (docs/bench/2026-12-05-epyc-avx512-capped-avx2-scoring-shards-ab.json). So on every CPU.
 MIN_SHARD = 32
 # With the fused LSTM's step in one shard per core, TensorFlow's intra-op pool at one thread (each shard's
 # XLA program then stays on the core that launched it): on an AVX-512 EPYC, ours over PyTorch, pooled
 # paired slices of three processes per setting, LSTM 1x128 rows 0.87 [0.85-0.97] against 0.83 [0.78-0.84]
 # with TensorFlow's default, 2x128 0.93 [0.89-0.98] against 0.79 [0.69-0.86]; Keras's GRU 2x128 in shards
 # lost with it, 0.87 [0.80-0.91] against 1.28 [1.21-1.36] (scripts/threads_probe.py,
-# docs/bench/2026-12-04-epyc-avx512-threads.json). Not measured with AVX2: AVX-512 only. Only for the
+# docs/bench/2026-12-04-epyc-avx512-threads.json); capped to AVX2 (cpu.ISA_CAP_ENV), LSTM 1x128 rows 1.19
+# [1.17-1.31] against 1.05 [1.02-1.06], 2x128 1.09 [1.08-1.14] against 1.09 [1.08-1.11], GRU 0.72 against
+# 1.32 (docs/bench/2026-12-05-epyc-avx512-capped-avx2-threads.json). So on every CPU. Only for the
 # unrolled kernel (up to FUSED_MAX_STEPS): with one thread per op, the shards of its loop over chunks ran
 # one after the other (pixels: CPU 1.01 cores, 250 images/s against 1.98 cores, 455 images/s with the
 # default; XLA:CPU runs a loop's body on the intra-op pool, whose one thread both shards then wait for).
-ONE_THREAD_VECTOR = "AVX-512"
 
 
 # ------------------------------------------------------------------------------------------ device
@@ -217,16 +214,13 @@ def plan_execution(cfg: Config, device: str) -> Execution:
 
 def _batch_shards(cfg: Config, device: str, xla: bool, fused: bool) -> int:
     """`train.batch_shards`, or by default one shard per CPU core (`cpu_threads` if set) on an XLA run on a
-    CPU, each of at least MIN_SHARD samples: on short sequences stacked models, and with AVX-512 one layer
-    too (see SHARD_MIN_LAYERS); on long ones the fused LSTM. The config's rules refuse shards where they
-    cannot run."""
+    CPU, each of at least MIN_SHARD samples: every model on short sequences, the fused LSTM on long ones
+    (see MIN_SHARD). The config's rules refuse shards where they cannot run."""
     if cfg.train.batch_shards is not None:
         return cfg.train.batch_shards
     if not (xla and device.startswith("/CPU")):  # (a strategy returned from plan_execution earlier)
         return 1
-    short = LAYOUT_SHAPES[cfg.data.layout][0] < XLA_MIN_STEPS
-    stacked = len(cfg.model.units) >= SHARD_MIN_LAYERS
-    if not ((stacked or cpu_vector() == SHARD_ONE_LAYER_VECTOR) if short else fused):
+    if not (fused or LAYOUT_SHAPES[cfg.data.layout][0] < XLA_MIN_STEPS):
         return 1
     cores = cfg.train.cpu_threads or len(os.sched_getaffinity(0))
     return max(1, min(cores, cfg.train.batch_size // MIN_SHARD))
@@ -234,13 +228,13 @@ def _batch_shards(cfg: Config, device: str, xla: bool, fused: bool) -> int:
 
 def planned_cpu_threads(cfg: Config, execution: Execution) -> int | None:
     """Threads per CPU op for a training run: `train.cpu_threads` when set; else 1 where the fused LSTM
-    trains unrolled in one shard per core on an AVX-512 CPU (see ONE_THREAD_VECTOR); else None,
+    trains unrolled in one shard per core (measured: the comment above `select_device`); else None,
     TensorFlow's default (one per logical CPU)."""
     if cfg.train.cpu_threads is not None:
         return cfg.train.cpu_threads
     cores = len(os.sched_getaffinity(0))
     unrolled = LAYOUT_SHAPES[cfg.data.layout][0] <= FUSED_MAX_STEPS
-    if execution.fused and unrolled and execution.shards >= cores > 1 and cpu_vector() == ONE_THREAD_VECTOR:
+    if execution.fused and unrolled and execution.shards >= cores > 1:
         return 1
     return None
 
@@ -262,11 +256,11 @@ def plan_scoring(cfg: Config, device: str) -> bool:
 
 
 def scoring_shards(cfg: Config, xla: bool) -> int:
-    """How many XLA calls the Scorer runs side by side (see SHARD_SCORING_VECTOR): one per core
+    """How many XLA calls the Scorer runs side by side (see MIN_SHARD): one per core
     (`cpu_threads` if set), whole batches, or each batch split where a call has fewer whole batches than
     cores (`evaluate.scoring_pieces`), each of at least MIN_SHARD images; 1 off the XLA scoring path (`xla`:
     what `plan_scoring` decided)."""
-    if not xla or cpu_vector() != SHARD_SCORING_VECTOR:
+    if not xla:
         return 1
     cores = cfg.train.cpu_threads or len(os.sched_getaffinity(0))
     return max(1, min(cores, cfg.train.eval_batch_size // MIN_SHARD))

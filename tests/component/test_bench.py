@@ -48,7 +48,7 @@ def test_bench_runs_and_writes_comparable_json(tmp_path: Path, capsys: pytest.Ca
     out_text = capsys.readouterr().out
     assert "median of paired ratios" in out_text and "A/A" in out_text
     # (a) is timed on the path `mnist-rnn train` picks: fused LSTM + XLA for LSTM rows, XLA for a long GRU run
-    # (whether the batch is also split into shards depends on the CPU kind: execution.SHARD_ONE_LAYER_VECTOR)
+    # (whether the batch is also split into shards depends on the core count: execution.MIN_SHARD)
     executions = [
         case["variants"]["mnist_rnn"]["execution"].split(", batch in")[0] for case in report["cases"]
     ]

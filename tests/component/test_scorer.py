@@ -117,13 +117,13 @@ def test_scoring_uses_xla_on_a_cpu_without_a_strategy_only() -> None:
 
 @pytest.mark.parametrize(
     ("vector", "cores", "threads", "shards"),
-    [("AVX-512", 2, None, 2), ("AVX-512", 1, None, 1), ("AVX-512", 2, 1, 1), ("AVX2", 2, None, 1)],
+    [("AVX-512", 2, None, 2), ("AVX-512", 1, None, 1), ("AVX-512", 2, 1, 1), ("AVX2", 2, None, 2)],
 )
-def test_scoring_shards_one_per_core_where_measured_to_pay(
+def test_scoring_shards_one_per_core_on_either_cpu_kind(
     vector: str, cores: int, threads: int | None, shards: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(cores)))
-    monkeypatch.setattr("mnist_rnn.execution.cpu_vector", lambda: vector)
+    monkeypatch.setattr("mnist_rnn.cpu.cpu_facts", lambda: ("AMD EPYC", vector))
     cfg = Config.model_validate({"train": {"cpu_threads": threads}})
     assert scoring_shards(cfg, xla=True) == shards
     assert scoring_shards(cfg, xla=False) == 1  # off the XLA scoring path (a GPU, a strategy)

@@ -71,7 +71,7 @@ def cpu_seen_as(monkeypatch: pytest.MonkeyPatch) -> Any:
 def test_avx2_cap_plans_and_compiles_as_avx2(monkeypatch: pytest.MonkeyPatch, cpu_seen_as: Any) -> None:
     cpu_seen_as("AMD EPYC 9R14", "AVX-512")
     monkeypatch.setenv(cpu.ISA_CAP_ENV, "avx2")
-    assert cpu.cpu_vector() == "AVX2"  # execution.py's AVX2 rules
+    assert cpu.cpu_facts()[1] == "AVX2"
     assert cpu.planned_xla_flags("") == "--xla_cpu_max_isa=AVX2"  # and no 512-bit width
     assert cpu.planned_xla_flags("--xla_cpu_max_isa=SSE4_2") == "--xla_cpu_max_isa=SSE4_2"  # the user's
     assert cpu.capped_env()["ONEDNN_MAX_CPU_ISA"] == "AVX2"
@@ -82,14 +82,14 @@ def test_avx2_cap_plans_and_compiles_as_avx2(monkeypatch: pytest.MonkeyPatch, cp
 def test_without_the_cap_nothing_changes(monkeypatch: pytest.MonkeyPatch, cpu_seen_as: Any) -> None:
     cpu_seen_as("AMD EPYC 9R14", "AVX-512")
     monkeypatch.delenv(cpu.ISA_CAP_ENV, raising=False)
-    assert (cpu.cpu_vector(), cpu.capped_env(), cpu.planned_xla_flags("")) == ("AVX-512", {}, WIDE)
+    assert (cpu.cpu_facts()[1], cpu.capped_env(), cpu.planned_xla_flags("")) == ("AVX-512", {}, WIDE)
     assert "capped" not in cpu.cpu_description()
 
 
 def test_the_cap_is_a_no_op_on_an_avx2_cpu(monkeypatch: pytest.MonkeyPatch, cpu_seen_as: Any) -> None:
     cpu_seen_as("AMD EPYC 7R13", "AVX2")
     monkeypatch.setenv(cpu.ISA_CAP_ENV, "AVX2")
-    assert (cpu.cpu_vector(), cpu.capped_env(), cpu.planned_xla_flags("")) == ("AVX2", {}, "")
+    assert (cpu.cpu_facts()[1], cpu.capped_env(), cpu.planned_xla_flags("")) == ("AVX2", {}, "")
     assert "capped" not in cpu.cpu_description()
 
 

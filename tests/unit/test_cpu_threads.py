@@ -53,24 +53,21 @@ def test_the_plans_own_preference_gives_way_once_tensorflow_runs() -> None:
 
 
 @pytest.mark.parametrize(
-    ("model", "train", "vector", "cores", "threads"),
+    ("model", "train", "cores", "threads"),
     [
-        (ModelConfig(), TrainConfig(), "AVX-512", 2, 1),  # the default model: fused LSTM in 2 shards
-        (ModelConfig(units=(128,)), TrainConfig(), "AVX-512", 2, 1),  # one layer shards on AVX-512 too
-        (ModelConfig(), TrainConfig(), "AVX2", 2, None),  # not measured there
-        (ModelConfig(), TrainConfig(cpu_threads=2), "AVX-512", 2, 2),  # the config's own count wins
-        (ModelConfig(cell="gru"), TrainConfig(), "AVX-512", 2, None),  # Keras's GRU in shards: slower
-        (ModelConfig(), TrainConfig(batch_shards=1), "AVX-512", 2, None),  # one XLA call: its ops spread
-        (ModelConfig(), TrainConfig(), "AVX-512", 1, None),  # one core: nothing to shard
-        (ModelConfig(lstm_kernel="keras"), TrainConfig(), "AVX-512", 2, None),  # Keras's LSTM in shards
+        (ModelConfig(), TrainConfig(), 2, 1),  # the default model: fused LSTM in 2 shards
+        (ModelConfig(units=(128,)), TrainConfig(), 2, 1),  # one layer shards too
+        (ModelConfig(), TrainConfig(cpu_threads=2), 2, 2),  # the config's own count wins
+        (ModelConfig(cell="gru"), TrainConfig(), 2, None),  # Keras's GRU in shards: slower
+        (ModelConfig(), TrainConfig(batch_shards=1), 2, None),  # one XLA call: its ops spread
+        (ModelConfig(), TrainConfig(), 1, None),  # one core: nothing to shard
+        (ModelConfig(lstm_kernel="keras"), TrainConfig(), 2, None),  # Keras's LSTM in shards
     ],
 )
-def test_one_thread_per_op_where_the_fused_lstm_trains_one_shard_per_core_on_avx512(
-    model: ModelConfig, train: TrainConfig, vector: str, cores: int, threads: int | None,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:  # fmt: skip
+def test_one_thread_per_op_where_the_fused_lstm_trains_one_shard_per_core(
+    model: ModelConfig, train: TrainConfig, cores: int, threads: int | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(cores)))
-    monkeypatch.setattr("mnist_rnn.execution.cpu_vector", lambda: vector)
     cfg = Config(model=model, train=train.model_copy(update={"epochs": 50}))
     assert planned_cpu_threads(cfg, plan_execution(cfg, "/CPU:0")) == threads
 
@@ -80,7 +77,6 @@ def test_the_fused_lstm_in_shards_on_long_sequences_keeps_the_default_threads(
 ) -> None:
     """Its loop over chunks runs on the intra-op pool: one thread there would run the shards one by one."""
     monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1})
-    monkeypatch.setattr("mnist_rnn.execution.cpu_vector", lambda: "AVX-512")
     cfg = Config(data=DataConfig(layout="pixels"), train=TrainConfig(epochs=50))
     execution = plan_execution(cfg, "/CPU:0")
     assert (execution.fused, execution.shards) == (True, 2)
