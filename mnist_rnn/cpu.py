@@ -21,12 +21,11 @@ WIDE_VECTOR_FLAG = "--xla_cpu_prefer_vector_width=512"
 WIDE_VECTOR_VENDOR = "AMD"
 
 # A developers' switch, never needed to train: MNIST_RNN_CPU_ISA=AVX2 on an AVX-512 CPU plans and compiles
-# as on an AVX2 one, so the AVX2 choices (execution.py) can be measured where only an AVX-512 machine is at
-# hand: XLA (`--xla_cpu_max_isa`, and no 512-bit vectors) and oneDNN are held to AVX2 instructions and so,
-# for the bench's PyTorch side in the same process, are ATen and MKL (`capped_env`).
-# It is the same core with fewer instructions, not an AVX2 machine's caches and clocks: every figure says
-# so ("AVX2, capped from AVX-512", `cpu_description`). TensorFlow's Eigen kernels are built for AVX and
-# are the same code on either kind.
+# as on an AVX2 one, so speed choices can be measured for AVX2 where only an AVX-512 machine is at hand:
+# XLA (`--xla_cpu_max_isa`, and no 512-bit vectors) and oneDNN are held to AVX2 instructions and so, for
+# the bench's PyTorch side in the same process, are ATen and MKL (`capped_env`). It is the same core with
+# fewer instructions, not an AVX2 machine's caches and clocks: every figure says so ("AVX2, capped from
+# AVX-512", `cpu_description`). TensorFlow's Eigen kernels are built for AVX, the same code on either kind.
 ISA_CAP_ENV = "MNIST_RNN_CPU_ISA"
 ISA_CAP = "AVX2"
 _CAPPED_LIBRARIES = {
