@@ -35,10 +35,9 @@ _CAPPED_LIBRARIES = {
 }
 
 
-@functools.cache
 def cpu_facts() -> tuple[str, str]:
-    """(CPU model, widest vector extension: "AVX-512", "AVX2" or "no AVX2"), read once per process; AVX2
-    where an AVX-512 CPU is capped (ISA_CAP_ENV)."""
+    """(CPU model, widest vector extension: "AVX-512", "AVX2" or "no AVX2"), AVX2 where an AVX-512 CPU is
+    capped (ISA_CAP_ENV); the CPU is read once per process (`detected_cpu_facts`)."""
     model, vector = detected_cpu_facts()
     return model, ISA_CAP if vector == "AVX-512" and isa_capped() else vector
 

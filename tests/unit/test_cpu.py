@@ -58,14 +58,12 @@ def test_import_tensorflow_hands_the_planned_flags_to_xla(user: str) -> None:
 
 @pytest.fixture
 def cpu_seen_as(monkeypatch: pytest.MonkeyPatch) -> Any:
-    """Make the CPU report (model, vector) as detected; `cpu_facts` is re-read before and after the test."""
+    """Make the CPU report (model, vector) as detected."""
 
     def see(model: str, vector: str) -> None:
         monkeypatch.setattr(cpu, "detected_cpu_facts", lambda: (model, vector))
-        cpu.cpu_facts.cache_clear()
 
-    yield see
-    cpu.cpu_facts.cache_clear()
+    return see
 
 
 def test_avx2_cap_plans_and_compiles_as_avx2(monkeypatch: pytest.MonkeyPatch, cpu_seen_as: Any) -> None:
