@@ -19,6 +19,7 @@ from mnist_rnn.data import training_images
 from mnist_rnn.errors import ConfigError, DeviceError
 from mnist_rnn.mnist import LAYOUT_SHAPES
 from mnist_rnn.model import uses_fused_lstm
+from mnist_rnn.revision import source_revision
 
 if TYPE_CHECKING:
     import keras
@@ -130,6 +131,7 @@ def environment_facts(device: str) -> dict[str, str]:
 
     return {
         "mnist-rnn": __version__,
+        "source": source_revision(),
         "python": platform.python_version(),
         "tensorflow": tf.__version__,
         "keras": keras.__version__,

@@ -39,6 +39,9 @@ def test_train_writes_every_file_of_the_run_directory(smoke_run: Path) -> None:
     command = (smoke_run / "command.txt").read_text()
     for key in ("command: mnist-rnn train", "tensorflow:", "keras:", "python:", "device:", "cpu:"):
         assert key in command
+    # the tests run from a git checkout (CI clones one), so the run names the commit it ran
+    commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True)
+    assert f"source: {commit.stdout.strip()}" in command
     metrics = json.loads((smoke_run / "metrics.json").read_text())
     for key in ("best_val_accuracy", "best_epoch", "test_accuracy", "train_seconds", "samples_per_second"):
         assert metrics[key] is not None

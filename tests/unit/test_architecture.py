@@ -25,7 +25,7 @@ LEVELS = {
     "config_files": 1, "execution": 1, "model": 1, "fused_lstm": 1, "sharded_step": 1, "layers": 1,
     "distribute": 1, "augment": 1,
     "config": 0, "data": 0, "layouts": 0, "errors": 0, "tf_import": 0, "memory": 0, "measure": 0,
-    "mnist": 0, "runlock": 0, "cpu": 0,
+    "mnist": 0, "runlock": 0, "cpu": 0, "revision": 0,
 }  # fmt: skip
 
 
