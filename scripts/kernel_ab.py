@@ -45,6 +45,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 import bench  # noqa: E402  (the cases and machine facts)
 
+from mnist_rnn.revision import source_revision  # noqa: E402
 from mnist_rnn.tf_import import import_tensorflow  # noqa: E402
 
 BATCH = 64  # one shard of the bench's batch of 128 on 2 cores
@@ -216,8 +217,8 @@ def main() -> None:
     shape = LAYOUT_SHAPES[Layout(case.layout)]
     batch = _batch(case)
     if args.profile:
-        found = {"machine": bench.machine_facts("/CPU:0"), "case": case.name, "head": _head(), "batch": BATCH,
-                 "threads": 1, "scoring": args.scoring,
+        found = {"machine": bench.machine_facts("/CPU:0"), "case": case.name, "head": source_revision(),
+                 "batch": BATCH, "threads": 1, "scoring": args.scoring,
                  **profile(case, shape, batch, steps=args.calls * 2, scoring=args.scoring)}  # fmt: skip
         _report(found, args.out)
         return
@@ -249,7 +250,7 @@ def main() -> None:
         "machine": bench.machine_facts("/CPU:0"),
         "case": case.name,
         "base": args.base,
-        "head": _head(),
+        "head": source_revision(),
         "batch": BATCH,
         "threads": 1,
         "rounds": args.rounds,
@@ -260,13 +261,6 @@ def main() -> None:
         "aa": summarise(control),
     }
     _report(report, args.out)
-
-
-def _head() -> str:
-    """The commit this tree is at (its kernel may carry uncommitted changes: `git status` says)."""
-    return subprocess.run(
-        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-    ).stdout.strip()
 
 
 def _report(report: dict[str, Any], out: Path | None) -> None:
